@@ -1,0 +1,100 @@
+// Activation functions and their first and second derivatives, shared by the CPU and CUDA kernels.
+// Comparisons are written so that NaN propagates (NaN < 0 is false, so NaN takes the identity branch).
+#pragma once
+#include <cmath>
+
+#ifdef __CUDACC__
+#define SC_HD __host__ __device__ __forceinline__
+#else
+#define SC_HD inline
+#endif
+
+namespace sc {
+
+enum Act : int { kLinear = 0, kRelu, kLrelu, kTanh, kSigmoid, kElu, kSelu, kSoftplus, kSwish, kNumActs };
+
+constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
+constexpr double kSeluScale = 1.0507009873554804934193349852946;
+
+template <typename T>
+SC_HD T sc_exp(T v) { return std::exp(v); }
+template <typename T>
+SC_HD T sc_tanh(T v) { return std::tanh(v); }
+template <typename T>
+SC_HD T sc_log1p(T v) { return std::log1p(v); }
+
+template <typename T>
+SC_HD T sigmoid(T v) { return T(1) / (T(1) + sc_exp(-v)); }
+
+// order 0: f(v); order 1: f'(v); order 2: f''(v).
+template <int A, int Order, typename T>
+SC_HD T activate(T v, T alpha) {
+  if constexpr (A == kLinear) {
+    return Order == 0 ? v : (Order == 1 ? T(1) : T(0));
+  } else if constexpr (A == kRelu) {
+    // torch's relu passes the gradient only where v > 0.
+    if constexpr (Order == 0) return v < T(0) ? T(0) : v;
+    else if constexpr (Order == 1) return v > T(0) ? T(1) : T(0);
+    else return T(0);
+  } else if constexpr (A == kLrelu) {
+    if constexpr (Order == 0) return v < T(0) ? v * alpha : v;
+    else if constexpr (Order == 1) return v > T(0) ? T(1) : alpha;
+    else return T(0);
+  } else if constexpr (A == kTanh) {
+    T t = sc_tanh(v);
+    if constexpr (Order == 0) return t;
+    else if constexpr (Order == 1) return T(1) - t * t;
+    else return T(-2) * t * (T(1) - t * t);
+  } else if constexpr (A == kSigmoid) {
+    T s = sigmoid(v);
+    if constexpr (Order == 0) return s;
+    else if constexpr (Order == 1) return s * (T(1) - s);
+    else return s * (T(1) - s) * (T(1) - T(2) * s);
+  } else if constexpr (A == kElu) {
+    if constexpr (Order == 0) return v > T(0) ? v : sc_exp(v) - T(1);
+    else if constexpr (Order == 1) return v > T(0) ? T(1) : sc_exp(v);
+    else return v > T(0) ? T(0) : sc_exp(v);
+  } else if constexpr (A == kSelu) {
+    const T s = T(kSeluScale), a = T(kSeluAlpha);
+    if constexpr (Order == 0) return v > T(0) ? s * v : s * a * (sc_exp(v) - T(1));
+    else if constexpr (Order == 1) return v > T(0) ? s : s * a * sc_exp(v);
+    else return v > T(0) ? T(0) : s * a * sc_exp(v);
+  } else if constexpr (A == kSoftplus) {
+    // torch.nn.functional.softplus with threshold 20: linear above it.
+    if constexpr (Order == 0) return v > T(20) ? v : sc_log1p(sc_exp(v));
+    else if constexpr (Order == 1) return v > T(20) ? T(1) : sigmoid(v);
+    else {
+      T s = sigmoid(v);
+      return v > T(20) ? T(0) : s * (T(1) - s);
+    }
+  } else {  // kSwish: v * sigmoid(v)
+    T s = sigmoid(v);
+    if constexpr (Order == 0) return v * s;
+    else if constexpr (Order == 1) return s * (T(1) + v * (T(1) - s));
+    else return s * (T(1) - s) * (T(2) + v * (T(1) - T(2) * s));
+  }
+}
+
+// clamp < 0 means no clamp. Written with comparisons so NaN passes through.
+template <typename T>
+SC_HD T clamp_value(T v, T c) {
+  return v < -c ? -c : (v > c ? c : v);
+}
+
+// y = clamp(gain * f(v)).  For order k > 0: m * d^k y / dv^k, zero where the clamp is active.
+template <int A, int Order, typename T>
+SC_HD T bias_act_value(T v, T m, T alpha, T gain, T clamp, bool has_clamp) {
+  if constexpr (Order == 0) {
+    T r = activate<A, 0>(v, alpha) * gain;
+    return has_clamp ? clamp_value(r, clamp) : r;
+  } else {
+    if (has_clamp) {
+      T r = activate<A, 0>(v, alpha) * gain;
+      // torch.clamp passes the gradient where -c <= r <= c.
+      if (!(r >= -clamp && r <= clamp)) return T(0);
+    }
+    return m * activate<A, Order>(v, alpha) * gain;
+  }
+}
+
+}  // namespace sc

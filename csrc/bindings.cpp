@@ -1,0 +1,54 @@
+// The synthcore._C module: thin pybind11 bindings over the kernel entry points.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+
+#include "bias_act/bias_act_api.h"
+#include "common/cpu_features.h"
+#include "common/cuda_info.h"
+#include "upfirdn2d/upfirdn2d_api.h"
+
+namespace py = pybind11;
+
+#ifndef SYNTHCORE_WITH_CUDA
+namespace sc {
+CudaInfo cuda_info() { return CudaInfo{}; }
+}  // namespace sc
+#endif
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "synthcore native kernels (CPU, and CUDA when compiled in). Called through synthcore.ops.";
+
+  m.def("build_info", [] {
+    sc::CudaInfo c = sc::cuda_info();
+    py::dict d;
+    d["cpu_isa_compiled"] = std::vector<std::string>{"generic", "avx2"};
+    d["cpu_isa_active"] = sc::cpu_isa_name(sc::active_cpu_isa());
+    d["cuda_compiled"] = c.compiled;
+    d["cuda_archs"] = c.archs;
+    d["cuda_runtime_version"] = c.runtime_version;
+    d["cuda_driver_version"] = c.driver_version;
+    d["cuda_device_count"] = c.device_count;
+    d["cuda_error"] = c.error;
+    return d;
+  });
+  m.def("set_cpu_isa", &sc::set_cpu_isa, py::arg("name"),
+        "Select the CPU kernel variant: 'auto', 'generic' or 'avx2' (for tests and comparisons).");
+  m.def("cpu_isa", [] { return std::string(sc::cpu_isa_name(sc::active_cpu_isa())); });
+
+  m.def("upfirdn2d", &sc::upfirdn2d, py::arg("x"), py::arg("f"), py::arg("y"), py::arg("up_x"), py::arg("up_y"),
+        py::arg("down_x"), py::arg("down_y"), py::arg("pad_x0"), py::arg("pad_x1"), py::arg("pad_y0"),
+        py::arg("pad_y1"), py::arg("flip"), py::arg("gain"), py::arg("threads"), py::arg("stream") = 0);
+  m.def("bias_act", &sc::bias_act, py::arg("x"), py::arg("b"), py::arg("grad"), py::arg("out"), py::arg("dim"),
+        py::arg("act"), py::arg("alpha"), py::arg("gain"), py::arg("clamp"), py::arg("order"), py::arg("threads"),
+        py::arg("stream") = 0);
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const std::bad_alloc& e) {
+      PyErr_SetString(PyExc_MemoryError, e.what());
+    }
+  });
+}

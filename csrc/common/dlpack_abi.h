@@ -1,0 +1,38 @@
+// The DLPack exchange ABI (v0.x "unversioned" capsule), declared from the published specification.
+// Only the layout matters: these structs must match what torch/numpy put in a "dltensor" capsule.
+#pragma once
+#include <cstdint>
+
+namespace sc::dl {
+
+enum DeviceType : int32_t { kCPU = 1, kCUDA = 2, kCUDAHost = 3, kCUDAManaged = 13 };
+enum TypeCode : uint8_t { kInt = 0, kUInt = 1, kFloat = 2, kBfloat = 4, kBool = 6 };
+
+struct Device {
+  int32_t device_type;
+  int32_t device_id;
+};
+
+struct DataType {
+  uint8_t code;
+  uint8_t bits;
+  uint16_t lanes;
+};
+
+struct Tensor {
+  void* data;
+  Device device;
+  int32_t ndim;
+  DataType dtype;
+  int64_t* shape;
+  int64_t* strides;  // in elements; may be null for a compact row-major tensor
+  uint64_t byte_offset;
+};
+
+struct ManagedTensor {
+  Tensor dl_tensor;
+  void* manager_ctx;
+  void (*deleter)(ManagedTensor* self);
+};
+
+}  // namespace sc::dl

@@ -1,0 +1,24 @@
+"""Public ops. Each takes ``impl=``: "native" (compiled kernels), "reference" (plain torch), or None (native
+where it is built for the input's device and dtype, else reference)."""
+
+from synthcore.ops.bias_act import ACTIVATIONS, bias_act, bias_act_reference
+from synthcore.ops.upfirdn2d import (
+    downsample2d,
+    filter2d,
+    setup_filter,
+    upfirdn2d,
+    upfirdn2d_reference,
+    upsample2d,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "bias_act",
+    "bias_act_reference",
+    "downsample2d",
+    "filter2d",
+    "setup_filter",
+    "upfirdn2d",
+    "upfirdn2d_reference",
+    "upsample2d",
+]
