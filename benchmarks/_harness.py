@@ -44,6 +44,82 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _timed_call(fn: Callable[[], Any], device: torch.device) -> float:
+    """One call of ``fn`` in milliseconds (CUDA events on GPU, so queued async work is charged to it)."""
+    if device.type == "cuda":
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(end)
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _plan_runs(est_s: float, repeats: int, min_runs: int, min_time_s: float, max_time_s: float, max_runs: int) -> int:
+    runs = repeats
+    if est_s > 0:
+        if runs * est_s > max_time_s:
+            runs = int(max_time_s / est_s)
+        elif runs * est_s < min_time_s:
+            runs = math.ceil(min_time_s / est_s)
+    return max(min_runs, min(max_runs, runs))
+
+
+def time_fns(
+    fns: dict[str, Callable[[], Any]],
+    *,
+    warmup: int = 2,
+    repeats: int = 7,
+    device: Union[str, torch.device],
+    min_runs: int = 5,
+    min_time_s: float = 0.3,
+    max_time_s: float = 2.0,
+    max_runs: int = 1000,
+) -> dict[str, dict[str, Any]]:
+    """Time several functions with their runs interleaved; return ``{name: time_fn-style dict}``.
+
+    Interleaving (A, B, A, B, ...) spreads clock/thermal drift and allocator state over all of them
+    instead of favouring whichever ran first. Each function gets its own adaptive run count.
+    """
+    device = torch.device(device)
+    runs: dict[str, int] = {}
+    for name, fn in fns.items():
+        # Warm-up doubles as the per-call estimate. Stop warming early for slow calls: one call already
+        # pays for lazy init / allocator growth and more would only burn the time budget.
+        est_s, warm_total = 0.0, 0.0
+        for _ in range(max(1, warmup)):
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            est_s = time.perf_counter() - t0
+            warm_total += est_s
+            if warm_total > 0.25 * max_time_s:
+                break
+        runs[name] = _plan_runs(est_s, repeats, min_runs, min_time_s, max_time_s, max_runs)
+
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    _sync(device)
+    for i in range(max(runs.values(), default=0)):
+        for name, fn in fns.items():
+            if i < runs[name]:
+                times[name].append(_timed_call(fn, device))
+
+    return {
+        name: {
+            "median_ms": statistics.median(t),
+            "min_ms": min(t),
+            "mean_ms": statistics.fmean(t),
+            "runs": len(t),
+        }
+        for name, t in times.items()
+    }
+
+
 def time_fn(
     fn: Callable[[], Any],
     *,
@@ -60,54 +136,19 @@ def time_fn(
     ``repeats`` is the nominal run count; it is adapted so the timed runs of one case take roughly
     ``min_time_s``..``max_time_s`` (more runs for fast ops to beat timer noise, fewer for slow ones to
     bound the wall time), but never fewer than ``min_runs``.  CPU uses ``time.perf_counter``; CUDA
-    uses CUDA events around each call and synchronizes, so queued async work is charged to the call.
+    uses CUDA events around each call and synchronizes.
     """
-    device = torch.device(device)
-
-    # Warm-up doubles as the per-call estimate. Stop warming early for slow calls: one call already
-    # pays for lazy init / allocator growth and more would only burn the time budget.
-    est_s = 0.0
-    warm_total = 0.0
-    for _ in range(max(1, warmup)):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        est_s = time.perf_counter() - t0
-        warm_total += est_s
-        if warm_total > 0.25 * max_time_s:
-            break
-
-    runs = repeats
-    if est_s > 0:
-        if runs * est_s > max_time_s:
-            runs = int(max_time_s / est_s)
-        elif runs * est_s < min_time_s:
-            runs = math.ceil(min_time_s / est_s)
-    runs = max(min_runs, min(max_runs, runs))
-
-    times_ms: list[float] = []
-    if device.type == "cuda":
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        for _ in range(runs):
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize(device)
-            times_ms.append(start.elapsed_time(end))
-    else:
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            fn()
-            times_ms.append((time.perf_counter() - t0) * 1e3)
-
-    return {
-        "median_ms": statistics.median(times_ms),
-        "min_ms": min(times_ms),
-        "mean_ms": statistics.fmean(times_ms),
-        "runs": runs,
-    }
+    stats = time_fns(
+        {"fn": fn},
+        warmup=warmup,
+        repeats=repeats,
+        device=device,
+        min_runs=min_runs,
+        min_time_s=min_time_s,
+        max_time_s=max_time_s,
+        max_runs=max_runs,
+    )
+    return stats["fn"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -262,10 +303,12 @@ def run_case(
             del nat_out
         del ref_out
 
-        row["reference"] = time_fn(ref_fn, device=s.device, **s.timing)
+        fns = {"reference": ref_fn, "native": native_fn} if native_ok else {"reference": ref_fn}
+        stats = time_fns(fns, device=s.device, **s.timing)
+        row["reference"] = stats["reference"]
         row["ref_ms"] = row["reference"]["median_ms"]
         if native_ok:
-            row["native"] = time_fn(native_fn, device=s.device, **s.timing)
+            row["native"] = stats["native"]
             row["native_ms"] = row["native"]["median_ms"]
             row["speedup"] = row["ref_ms"] / row["native_ms"] if row["native_ms"] > 0 else None
     # Progress on stderr: a full run takes minutes and the table only appears at the end.
@@ -381,9 +424,13 @@ def print_table(rows: Sequence[dict[str, Any]], file: Any = None) -> None:
     print("  ".join("-" * w for w in widths), file=file)
     for cells in body:
         print(line(cells), file=file)
+    # Group identical notes: "native unavailable" usually applies to every case of a dtype/device.
+    notes: dict[str, list[str]] = {}
     for r in rows:
         if r.get("note"):
-            print(f"note: {r['op']} [{r['shape']}]: {r['note']}", file=file)
+            notes.setdefault(r["note"], []).append(f"{r['op']} [{r['shape']}]")
+    for note, where in notes.items():
+        print(f"note: {where[0] if len(where) == 1 else f'{len(where)} cases'}: {note}", file=file)
     file.flush()
 
 

@@ -55,9 +55,7 @@ def specs(s: H.Settings) -> list[Spec]:
     if s.quick:
         return [
             Spec("upsample2d", (4, 3, 32, 32), "rgb r64"),
-            *_feature_specs(
-                "G256", G256_BASE, 64, 4, ("upsample2d", "filter2d", "upfirdn2d", "downsample2d")
-            ),
+            *_feature_specs("G256", G256_BASE, 64, 4, ("upsample2d", "filter2d", "upfirdn2d", "downsample2d")),
             Spec("upsample2d", (4, 256, 32, 32), "G256 r64", grad=True),
             Spec("downsample2d", (4, 256, 64, 64), "G256 r64", grad=True),
         ]

@@ -65,7 +65,7 @@ def _filter_size(f: Optional[torch.Tensor]) -> Tuple[int, int]:
 
 def setup_filter(
     f: Union[None, float, Sequence, torch.Tensor],
-    device: torch.device = torch.device("cpu"),
+    device: Union[str, torch.device] = "cpu",
     normalize: bool = True,
     flip_filter: bool = False,
     gain: float = 1,

@@ -1,0 +1,234 @@
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from synthcore import ops
+from tests.conftest import cuda_only
+
+TOL = dict(atol=1e-4, rtol=1e-4)  # the test data README's suggested float32 tolerance
+
+
+# --- agreement with the official op's reference outputs ----------------------------------------------------
+
+def _cases(testdata, prefix):
+    cases = json.loads((testdata / "stylegan2" / "ops_cases.json").read_text())["cases"]
+    return [c for c in cases if c["op"].startswith(prefix)]
+
+
+def _load(testdata):
+    return np.load(testdata / "stylegan2" / "ops_reference.npz")
+
+
+FUNCS = {
+    "upfirdn2d.upfirdn2d": ops.upfirdn2d,
+    "upfirdn2d.upsample2d": ops.upsample2d,
+    "upfirdn2d.downsample2d": ops.downsample2d,
+    "upfirdn2d.filter2d": ops.filter2d,
+}
+
+
+def test_setup_filter_matches_testdata(testdata):
+    data = _load(testdata)
+    cases = _cases(testdata, "upfirdn2d.setup_filter")
+    assert len(cases) == 10
+    for case in cases:
+        kwargs = {k: v for k, v in case["args"].items() if k != "f"}
+        f_in = data[case["inputs"]["f_in"]].tolist() if "f_in" in case["inputs"] else None
+        if f_in is not None and len(f_in) == 1 and case["name"].endswith("scalar2"):
+            f_in = f_in[0]
+        out = ops.setup_filter(f_in, **kwargs)
+        ref = data[case["output"]]
+        assert list(out.shape) == list(ref.shape), case["name"]
+        np.testing.assert_allclose(out.numpy(), ref, atol=1e-7, rtol=1e-6, err_msg=case["name"])
+
+
+@pytest.mark.parametrize("impl", ["reference", "native"])
+def test_resampling_matches_testdata(testdata, impl, cpu_isa):
+    data = _load(testdata)
+    cases = [c for p in FUNCS for c in _cases(testdata, p)]
+    assert len(cases) == 33
+    for case in cases:
+        args = {k: v for k, v in case["args"].items() if k not in ("f", "impl")}
+        x = torch.from_numpy(data[case["inputs"]["x"]])
+        fkey = case["inputs"].get("f")
+        f = torch.from_numpy(data[fkey]) if fkey else None
+        y = FUNCS[case["op"]](x, f, impl=impl, **args)
+        ref = torch.from_numpy(data[case["output"]])
+        assert y.shape == ref.shape, case["name"]
+        torch.testing.assert_close(y, ref, **TOL, msg=case["name"])
+
+
+# --- native vs reference on random geometry ----------------------------------------------------------------
+
+def _random_case(rng: random.Random):
+    ux, uy = rng.choice([(1, 1), (2, 2), (1, 2), (3, 1), (4, 4)])
+    dx, dy = rng.choice([(1, 1), (2, 2), (2, 1), (1, 3)])
+    kind = rng.choice(["2d", "sep", "rank1"])
+    if kind == "sep":
+        n = rng.randint(1, 9)
+        f = torch.rand(n) + 0.1
+    elif kind == "rank1":
+        f = ops.setup_filter(torch.rand(rng.randint(2, 6)) + 0.1)
+    else:
+        f = torch.randn(rng.randint(1, 5), rng.randint(1, 6))
+    h, w = rng.randint(1, 13), rng.randint(1, 13)
+    pad = [rng.randint(-2, 5) for _ in range(4)]
+    fw, fh = (f.shape[0], f.shape[0]) if f.ndim == 1 else (f.shape[1], f.shape[0])
+    # keep the padded image at least as large as the filter
+    pad[1] = max(pad[1], fw - w * ux - pad[0])
+    pad[3] = max(pad[3], fh - h * uy - pad[2])
+    x = torch.randn(rng.randint(1, 3), rng.randint(1, 4), h, w)
+    return dict(x=x, f=f, up=[ux, uy], down=[dx, dy], padding=pad, flip_filter=rng.random() < 0.5,
+                gain=rng.choice([1.0, 2.5, 0.3]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_native_matches_reference_random(seed, cpu_isa):
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    for _ in range(40):
+        case = _random_case(rng)
+        ref = ops.upfirdn2d(**case, impl="reference")
+        nat = ops.upfirdn2d(**case, impl="native")
+        assert nat.shape == ref.shape
+        torch.testing.assert_close(nat, ref, atol=1e-5, rtol=1e-5, msg=str({k: v for k, v in case.items() if k != "x"}))
+
+
+@pytest.mark.parametrize("shape,fn", [
+    ((2, 16, 32, 32), ops.upsample2d),
+    ((2, 16, 64, 64), ops.downsample2d),
+    ((3, 5, 33, 17), ops.filter2d),
+    ((1, 1, 40, 40), ops.upsample2d),  # single plane: the kernel splits rows across threads
+])
+def test_native_matches_reference_stylegan_filter(shape, fn, cpu_isa):
+    x = torch.randn(shape)
+    f = ops.setup_filter([1, 3, 3, 1])
+    torch.testing.assert_close(fn(x, f, impl="native"), fn(x, f, impl="reference"), atol=1e-5, rtol=1e-5)
+
+
+def test_backward_matches_reference():
+    torch.manual_seed(0)
+    rng = random.Random(1)
+    for _ in range(25):
+        case = _random_case(rng)
+        grads = []
+        for impl in ("reference", "native"):
+            x = case["x"].clone().requires_grad_(True)
+            y = ops.upfirdn2d(**{**case, "x": x}, impl=impl)
+            gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(3))
+            (y * gy).sum().backward()
+            grads.append(x.grad)
+        torch.testing.assert_close(grads[1], grads[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("up,down,pad,filt", [
+    ([2, 2], [1, 1], [2, 1, 2, 1], "F4"),
+    ([1, 1], [2, 2], [1, 1, 1, 1], "F4"),
+    ([3, 1], [1, 2], [1, -1, 0, 2], "rand2d"),
+    ([1, 2], [2, 1], [0, 1, 1, 0], "sep"),
+])
+def test_gradcheck_float64(up, down, pad, filt):
+    torch.manual_seed(0)
+    f = {"F4": ops.setup_filter([1, 3, 3, 1]), "rand2d": torch.randn(3, 2), "sep": torch.rand(5)}[filt].double()
+    x = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+
+    def fn(x):
+        return ops.upfirdn2d(x, f, up=up, down=down, padding=pad, flip_filter=True, gain=1.5, impl="native")
+
+    assert torch.autograd.gradcheck(fn, (x,))
+    assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+# --- bad inputs ----------------------------------------------------------------------------------------------
+
+F4 = ops.setup_filter([1, 3, 3, 1])
+
+
+@pytest.mark.parametrize("impl", ["native", "reference"])
+def test_bad_inputs_raise_clear_errors(impl):
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="4 dimensions"):
+        ops.upfirdn2d(torch.randn(3, 8, 8), F4, impl=impl)
+    with pytest.raises(ValueError, match="1 or 2 dimensions"):
+        ops.upfirdn2d(x, torch.ones(1, 2, 2), impl=impl)
+    with pytest.raises(TypeError, match="floating-point"):
+        ops.upfirdn2d(x.to(torch.int32), F4, impl=impl)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        ops.upfirdn2d(x.numpy(), F4, impl=impl)
+    with pytest.raises(ValueError, match="factors must be >= 1"):
+        ops.upfirdn2d(x, F4, up=0, impl=impl)
+    with pytest.raises(ValueError, match="padding must be"):
+        ops.upfirdn2d(x, F4, padding=[1, 2, 3], impl=impl)
+    with pytest.raises(ValueError, match="output would be empty"):
+        ops.upfirdn2d(x, F4, padding=-4, impl=impl)
+    with pytest.raises(ValueError, match="too large"):
+        ops.upfirdn2d(x, F4, padding=2**31, impl=impl)
+    with pytest.raises(ValueError, match="filter is empty"):
+        ops.upfirdn2d(x, torch.ones(0, 3), impl=impl)
+    with pytest.raises(ValueError, match="gain must be finite"):
+        ops.upfirdn2d(x, F4, gain=float("inf"), impl=impl)
+    with pytest.raises(ValueError, match="impl must be"):
+        ops.upfirdn2d(x, F4, impl="fast")
+
+
+def test_native_unavailable_is_an_error_not_a_fallback():
+    with pytest.raises(RuntimeError, match="impl='native' is not available"):
+        ops.upfirdn2d(torch.randn(1, 1, 4, 4, dtype=torch.float16), F4, impl="native")
+    # impl=None falls back to the reference for a dtype the native CPU kernels do not take
+    y = ops.upfirdn2d(torch.randn(1, 1, 4, 4, dtype=torch.bfloat16), F4, impl=None)
+    assert y.dtype == torch.bfloat16
+
+
+def test_device_mismatch_is_rejected():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a second device type")
+    with pytest.raises(ValueError, match="is on"):
+        ops.upfirdn2d(torch.randn(1, 1, 4, 4, device="cuda"), F4)
+
+
+@pytest.mark.parametrize("impl", ["native", "reference"])
+def test_empty_noncontiguous_and_nan(impl):
+    empty = torch.randn(0, 3, 8, 8)
+    assert ops.upsample2d(empty, F4, impl=impl).shape == (0, 3, 16, 16)
+    x = torch.randn(2, 3, 9, 8)
+    nc = x.transpose(2, 3)  # non-contiguous view, shape [2, 3, 8, 9]
+    torch.testing.assert_close(ops.upsample2d(nc, F4, impl=impl), ops.upsample2d(nc.contiguous(), F4, impl=impl))
+    x[0, 0, 4, 4] = float("nan")
+    y = ops.filter2d(x, F4, impl=impl)
+    assert torch.isnan(y[0, 0, 3:6, 3:6]).all()  # NaN spreads over the filter's footprint, not beyond
+    assert not torch.isnan(y[0, 1]).any() and not torch.isnan(y[1]).any()
+
+
+def test_float64_native():
+    x = torch.randn(2, 3, 7, 9, dtype=torch.float64)
+    y = ops.upsample2d(x, F4, impl="native")
+    assert y.dtype == torch.float64
+    torch.testing.assert_close(y, ops.upsample2d(x, F4.double(), impl="reference"))
+
+
+# --- CUDA -----------------------------------------------------------------------------------------------------
+
+@cuda_only
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("seed", range(3))
+def test_cuda_native_matches_reference(dtype, seed):
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    tol = {torch.float32: 1e-5, torch.float16: 2e-2, torch.bfloat16: 1e-1}[dtype]
+    for _ in range(20):
+        case = _random_case(rng)
+        case["x"] = case["x"].cuda().to(dtype)
+        case["f"] = case["f"].cuda()
+        ref = ops.upfirdn2d(**{**case, "x": case["x"].float()}, impl="reference")
+        nat = ops.upfirdn2d(**case, impl="native")
+        torch.testing.assert_close(nat.float(), ref, atol=tol, rtol=tol)
+
+
+@cuda_only
+def test_cuda_gradcheck():
+    f = ops.setup_filter([1, 3, 3, 1], device="cuda").double()
+    x = torch.randn(1, 2, 5, 6, dtype=torch.float64, device="cuda", requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: ops.upsample2d(x, f, impl="native"), (x,))
