@@ -1,0 +1,3 @@
+from synthcore.cli.main import main
+
+raise SystemExit(main())
