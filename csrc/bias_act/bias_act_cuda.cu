@@ -11,15 +11,15 @@
 namespace sc {
 namespace {
 
-template <int A, int Order, typename T, typename Acc>
+template <int A, int Order, bool C, typename T, typename Acc>
 __global__ void bias_act_kernel(const T* __restrict__ x, const T* __restrict__ b, const T* __restrict__ m,
                                 T* __restrict__ out, int64_t total, int64_t channels, int64_t inner, Acc alpha,
-                                Acc gain, Acc clamp, bool has_clamp) {
+                                Acc gain, Acc clamp) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     Acc v = load_as<Acc>(x + i);
     if (b) v += load_as<Acc>(b + (i / inner) % channels);
     const Acc mv = m ? load_as<Acc>(m + i) : Acc(1);
-    out[i] = store_as<T>(bias_act_value<A, Order>(v, mv, alpha, gain, clamp, has_clamp));
+    out[i] = store_as<T>(bias_act_value<A, Order, C>(v, mv, alpha, gain, clamp));
   }
 }
 
@@ -29,9 +29,15 @@ void launch(const void* x, const void* b, const void* m, void* out, const BiasAc
   const int64_t total = a.outer * a.channels * a.inner;
   const int threads = 256;
   const int64_t blocks = std::min<int64_t>((total + threads - 1) / threads, int64_t(1) << 20);
-  bias_act_kernel<A, Order, T, Acc><<<unsigned(blocks), threads, 0, s>>>(
-      static_cast<const T*>(x), static_cast<const T*>(b), static_cast<const T*>(m), static_cast<T*>(out), total,
-      a.channels, a.inner, Acc(a.alpha), Acc(a.gain), Acc(a.clamp < 0 ? 0 : a.clamp), a.clamp >= 0);
+  const Acc alpha = Acc(a.alpha), gain = Acc(a.gain), clamp = Acc(a.clamp < 0 ? 0 : a.clamp);
+  auto xp = static_cast<const T*>(x), bp = static_cast<const T*>(b), mp = static_cast<const T*>(m);
+  auto op = static_cast<T*>(out);
+  if (a.clamp >= 0)
+    bias_act_kernel<A, Order, true, T, Acc><<<unsigned(blocks), threads, 0, s>>>(xp, bp, mp, op, total, a.channels,
+                                                                                 a.inner, alpha, gain, clamp);
+  else
+    bias_act_kernel<A, Order, false, T, Acc><<<unsigned(blocks), threads, 0, s>>>(xp, bp, mp, op, total, a.channels,
+                                                                                  a.inner, alpha, gain, clamp);
   cuda_check(cudaGetLastError(), "bias_act kernel launch");
 }
 

@@ -3,10 +3,14 @@
 #pragma once
 #include <cmath>
 
+#if defined(SC_CPU_VECTOR_MATH) && !defined(__CUDACC__)
+#include "common/vector_math.h"
+#endif
+
 #ifdef __CUDACC__
 #define SC_HD __host__ __device__ __forceinline__
 #else
-#define SC_HD inline
+#define SC_HD inline __attribute__((always_inline))
 #endif
 
 namespace sc {
@@ -21,7 +25,17 @@ SC_HD T sc_exp(T v) { return std::exp(v); }
 template <typename T>
 SC_HD T sc_tanh(T v) { return std::tanh(v); }
 template <typename T>
-SC_HD T sc_log1p(T v) { return std::log1p(v); }
+SC_HD T sc_softplus(T v) { return std::log1p(std::exp(v)); }
+
+#if defined(SC_CPU_VECTOR_MATH) && !defined(__CUDACC__)
+// The float CPU kernels use arithmetic-only exp/tanh so their loops vectorise (common/vector_math.h).
+template <>
+__attribute__((always_inline)) inline float sc_exp<float>(float v) { return vexpf(v); }
+template <>
+__attribute__((always_inline)) inline float sc_tanh<float>(float v) { return vtanhf(v); }
+template <>
+__attribute__((always_inline)) inline float sc_softplus<float>(float v) { return vsoftplusf(v); }
+#endif
 
 template <typename T>
 SC_HD T sigmoid(T v) { return T(1) / (T(1) + sc_exp(-v)); }
@@ -61,7 +75,7 @@ SC_HD T activate(T v, T alpha) {
     else return v > T(0) ? T(0) : s * a * sc_exp(v);
   } else if constexpr (A == kSoftplus) {
     // torch.nn.functional.softplus with threshold 20: linear above it.
-    if constexpr (Order == 0) return v > T(20) ? v : sc_log1p(sc_exp(v));
+    if constexpr (Order == 0) return v > T(20) ? v : sc_softplus(v);
     else if constexpr (Order == 1) return v > T(20) ? T(1) : sigmoid(v);
     else {
       T s = sigmoid(v);
@@ -82,18 +96,21 @@ SC_HD T clamp_value(T v, T c) {
 }
 
 // y = clamp(gain * f(v)).  For order k > 0: m * d^k y / dv^k, zero where the clamp is active.
-template <int A, int Order, typename T>
-SC_HD T bias_act_value(T v, T m, T alpha, T gain, T clamp, bool has_clamp) {
+// Branch-free (selects only) so the CPU loops vectorise.
+template <int A, int Order, bool HasClamp, typename T>
+SC_HD T bias_act_value(T v, T m, T alpha, T gain, T clamp) {
   if constexpr (Order == 0) {
     T r = activate<A, 0>(v, alpha) * gain;
-    return has_clamp ? clamp_value(r, clamp) : r;
+    if constexpr (HasClamp) r = clamp_value(r, clamp);
+    return r;
   } else {
-    if (has_clamp) {
-      T r = activate<A, 0>(v, alpha) * gain;
+    T d = m * activate<A, Order>(v, alpha) * gain;
+    if constexpr (HasClamp) {
       // torch.clamp passes the gradient where -c <= r <= c.
-      if (!(r >= -clamp && r <= clamp)) return T(0);
+      const T r = activate<A, 0>(v, alpha) * gain;
+      d = (r >= -clamp && r <= clamp) ? d : T(0);
     }
-    return m * activate<A, Order>(v, alpha) * gain;
+    return d;
   }
 }
 
