@@ -13,6 +13,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -22,7 +23,33 @@ namespace sc {
 namespace SYNTHCORE_ISA {
 namespace {
 
+// Inputs at most this wide, without horizontal upsampling, use the lane-blocked path: measured faster than
+// the row path only there (8x8 planes; see benchmarks/RESULTS.md).
+constexpr int kLanePathMaxInWidth = 8;
+
 inline int floor_div(int a, int b) { return (a >= 0) ? a / b : -((-a + b - 1) / b); }
+
+struct TapLists {  // compressed rows: the taps of output coordinate o are [start[o], start[o+1])
+  std::vector<int> start, tap, idx;
+};
+
+TapLists build_tap_lists(int out_n, int in_n, int up, int down, int pad0, int taps) {
+  TapLists t;
+  t.start.reserve(out_n + 1);
+  for (int o = 0; o < out_n; ++o) {
+    t.start.push_back(int(t.tap.size()));
+    for (int b = 0; b < taps; ++b) {
+      const int X = o * down + b - pad0;
+      if (((X % up) + up) % up != 0) continue;
+      const int i = floor_div(X, up);
+      if (i < 0 || i >= in_n) continue;
+      t.tap.push_back(b);
+      t.idx.push_back(i);
+    }
+  }
+  t.start.push_back(int(t.tap.size()));
+  return t;
+}
 
 struct TapRef {
   int tap;     // index into the tap vector
@@ -75,6 +102,15 @@ class HorizontalPlan {
       for (int b = 0; b < taps; ++b) phases_[0].push_back({b, (b % down) * phase_len_ + b / down});
       prepared_len_ = phase_len_ * down;
       acc_len_ = out_w;
+      // Input samples i whose position X = i * u + pad0 falls inside [0, span).
+      const int u = expand_ ? up : 1;
+      valid_i0_ = pad0 >= 0 ? 0 : (-pad0 + u - 1) / u;
+      valid_i1_ = std::max(valid_i0_, std::min(in_w, (span_ - pad0 + u - 1) / u));
+      valid_x0_ = valid_i0_ * u + pad0;
+      if (valid_i1_ <= valid_i0_ || valid_x0_ > span_) {  // nothing of the input lands inside
+        valid_i1_ = valid_i0_;
+        valid_x0_ = span_;
+      }
       outputs_per_phase_ = out_w;
     } else {
       // Polyphase: output o = up*k + phi reads input k + (phi + b - pad0)/up for taps b of matching residue.
@@ -107,24 +143,37 @@ class HorizontalPlan {
   int acc_len() const { return acc_len_; }
   bool direct() const { return up_ == 1; }  // accumulator layout == output row layout
 
-  // scratch must hold span_ elements when expanding (only used in the up>1 && down>1 case).
+  // scratch must hold span_ elements (used when down > 1 or when expanding).
   void prepare(const T* in, T* prepared, T* scratch) const {
     if (up_ > 1) {
-      std::memset(prepared, 0, sizeof(T) * prepared_len_);
+      std::memset(prepared, 0, sizeof(T) * margin_left_);
       std::memcpy(prepared + margin_left_, in, sizeof(T) * in_w_);
+      std::memset(prepared + margin_left_ + in_w_, 0, sizeof(T) * (prepared_len_ - margin_left_ - in_w_));
       return;
     }
-    // Build P[0 .. span) (zero-inserted if expanding), then split it into phases.
+    // Build P[0 .. span): zeros, then the input samples that land inside (zero-inserted if expanding).
     T* row = (down_ == 1) ? prepared : scratch;
-    std::memset(row, 0, sizeof(T) * span_);
-    const int u = expand_ ? up_orig_ : 1;
-    for (int i = 0; i < in_w_; ++i) {
-      int X = i * u + pad0_;
-      if (X >= 0 && X < span_) row[X] = in[i];
+    if (!expand_) {
+      std::memset(row, 0, sizeof(T) * valid_x0_);
+      std::memcpy(row + valid_x0_, in + valid_i0_, sizeof(T) * (valid_i1_ - valid_i0_));
+      const int tail = valid_x0_ + (valid_i1_ - valid_i0_);
+      std::memset(row + tail, 0, sizeof(T) * (span_ - tail));
+    } else {
+      std::memset(row, 0, sizeof(T) * span_);
+      for (int i = valid_i0_, X = valid_x0_; i < valid_i1_; ++i, X += up_orig_) row[X] = in[i];
     }
     if (down_ == 1) return;
-    std::memset(prepared, 0, sizeof(T) * prepared_len_);
-    for (int X = 0; X < span_; ++X) prepared[(X % down_) * phase_len_ + X / down_] = row[X];
+    // Split into phases: prepared[q][k] = P[k * down + q].
+    for (int q = 0; q < down_; ++q) {
+      T* dst = prepared + q * phase_len_;
+      const int n = (span_ - q + down_ - 1) / down_;
+      if (down_ == 2) {
+        for (int k = 0; k < n; ++k) dst[k] = row[2 * k + q];
+      } else {
+        for (int k = 0; k < n; ++k) dst[k] = row[k * down_ + q];
+      }
+      for (int k = n; k < phase_len_; ++k) dst[k] = T(0);
+    }
   }
 
   // acc (acc_len) += horizontal pass of a prepared row with the given taps.
@@ -163,24 +212,14 @@ class HorizontalPlan {
   int in_w_, out_w_, up_, up_orig_ = 1, down_, pad0_, taps_;
   bool expand_ = false;
   int span_ = 0, phase_len_ = 0, prepared_len_ = 0, acc_len_ = 0, outputs_per_phase_ = 0, margin_left_ = 0;
+  int valid_i0_ = 0, valid_i1_ = 0, valid_x0_ = 0;
   std::vector<std::vector<TapRef>> phases_;
 };
 
-// Input rows (and tap rows) that contribute to output row oy.
-inline void vertical_refs(int oy, int taps_h, int up, int down, int pad0, int in_h, std::vector<TapRef>& refs) {
-  refs.clear();
-  for (int a = 0; a < taps_h; ++a) {
-    int Y = oy * down + a - pad0;
-    if (((Y % up) + up) % up != 0) continue;
-    int iy = floor_div(Y, up);
-    if (iy >= 0 && iy < in_h) refs.push_back({a, iy});
-  }
-}
-
 template <typename T>
 void run(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfirdn2dGeom& g, int threads) {
-  if (g.planes == 0 || g.out_h == 0 || g.out_w == 0) return;
   const HorizontalPlan<T> plan(g.in_w, g.out_w, g.up_x, g.down_x, g.pad_x0, g.taps_w);
+  const TapLists V = build_tap_lists(g.out_h, g.in_h, g.up_y, g.down_y, g.pad_y0, g.taps_h);
 
   // Split planes into row blocks only when there are too few planes to keep every thread busy.
   threads = std::max(1, threads);
@@ -195,12 +234,13 @@ void run(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfirdn2dGeom
 
   const int plen = plan.prepared_len();
   const int alen = plan.acc_len();
+  const int row_len = g.separable ? g.out_w : plen;
 #pragma omp parallel num_threads(threads)
   {
     std::vector<T> prepared_rows;  // per needed input row: prepared row (2-D) or intermediate row (separable)
     std::vector<T> scratch(std::max(plan.span(), 1));
     std::vector<T> acc(alen);
-    std::vector<TapRef> refs;
+    std::vector<T> prep1(g.separable ? plen : 0);
     std::vector<const T*> src;
     std::vector<T> w;
 
@@ -214,18 +254,12 @@ void run(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfirdn2dGeom
 
       // Range of input rows this block reads.
       int iy_lo = g.in_h, iy_hi = -1;
-      for (int oy = oy0; oy < oy1; ++oy) {
-        vertical_refs(oy, g.taps_h, g.up_y, g.down_y, g.pad_y0, g.in_h, refs);
-        for (auto& r : refs) {
-          iy_lo = std::min(iy_lo, r.offset);
-          iy_hi = std::max(iy_hi, r.offset);
-        }
+      for (int j = V.start[oy0]; j < V.start[oy1]; ++j) {
+        iy_lo = std::min(iy_lo, V.idx[j]);
+        iy_hi = std::max(iy_hi, V.idx[j]);
       }
       const int rows = std::max(0, iy_hi - iy_lo + 1);
-      const int row_len = g.separable ? g.out_w : plen;
       if (prepared_rows.size() < size_t(rows) * row_len) prepared_rows.resize(size_t(rows) * row_len);
-      std::vector<T> prep1;
-      if (g.separable) prep1.resize(plen);
       for (int iy = iy_lo; iy <= iy_hi; ++iy) {
         T* dst = prepared_rows.data() + size_t(iy - iy_lo) * row_len;
         if (g.separable) {
@@ -241,22 +275,22 @@ void run(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfirdn2dGeom
 
       for (int oy = oy0; oy < oy1; ++oy) {
         T* out = yp + int64_t(oy) * g.out_w;
-        vertical_refs(oy, g.taps_h, g.up_y, g.down_y, g.pad_y0, g.in_h, refs);
+        const int j0 = V.start[oy], n = V.start[oy + 1] - j0;
         if (g.separable) {
-          src.resize(refs.size());
-          w.resize(refs.size());
-          for (size_t j = 0; j < refs.size(); ++j) {
-            src[j] = prepared_rows.data() + size_t(refs[j].offset - iy_lo) * row_len;
-            w[j] = taps_y[refs[j].tap];
+          src.resize(n);
+          w.resize(n);
+          for (int j = 0; j < n; ++j) {
+            src[j] = prepared_rows.data() + size_t(V.idx[j0 + j] - iy_lo) * row_len;
+            w[j] = taps_y[V.tap[j0 + j]];
           }
           std::fill(out, out + g.out_w, T(0));
-          fused_axpy(out, g.out_w, src.data(), w.data(), int(refs.size()));
+          fused_axpy(out, g.out_w, src.data(), w.data(), n);
         } else {
           T* a = plan.direct() ? out : acc.data();
           std::fill(a, a + (plan.direct() ? g.out_w : alen), T(0));
-          for (auto& r : refs) {
-            plan.accumulate(prepared_rows.data() + size_t(r.offset - iy_lo) * row_len,
-                            taps_x + int64_t(r.tap) * g.taps_w, a);
+          for (int j = j0; j < j0 + n; ++j) {
+            plan.accumulate(prepared_rows.data() + size_t(V.idx[j] - iy_lo) * row_len,
+                            taps_x + int64_t(V.tap[j]) * g.taps_w, a);
           }
           plan.finalize(a, out);
         }
@@ -265,16 +299,147 @@ void run(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfirdn2dGeom
   }
 }
 
+// --- lane-blocked path ---------------------------------------------------------------------------------------
+// L planes are processed together, interleaved so each (row, column) position holds an L-wide vector. The
+// tap lists of every output row and column are built once per call; each output position is then one short
+// chain of L-wide multiply-adds, whatever the plane width. This wins where rows are short (the low-resolution
+// StyleGAN2 layers), where per-row overheads dominate the row path.
+
+template <typename T, int L>
+inline void lane_fma_chain(T* __restrict out, const T* __restrict src, const T* __restrict taps, const int* tap,
+                           const int* idx, int n, int64_t idx_offset, int64_t idx_stride) {
+  T acc[L] = {};
+  for (int j = 0; j < n; ++j) {
+    const T w = taps[tap[j]];
+    const T* __restrict s = src + (idx_offset + int64_t(idx[j]) * idx_stride) * L;
+#pragma omp simd
+    for (int l = 0; l < L; ++l) acc[l] += w * s[l];
+  }
+#pragma omp simd
+  for (int l = 0; l < L; ++l) out[l] = acc[l];
+}
+
+template <typename T>
+void run_blocked(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfirdn2dGeom& g, int threads) {
+  constexpr int L = 8;
+  const TapLists H = build_tap_lists(g.out_w, g.in_w, g.up_x, g.down_x, g.pad_x0, g.taps_w);
+  const TapLists V = build_tap_lists(g.out_h, g.in_h, g.up_y, g.down_y, g.pad_y0, g.taps_h);
+  const int64_t in_plane = int64_t(g.in_h) * g.in_w, out_plane = int64_t(g.out_h) * g.out_w;
+
+  // Output rows per strip: keep a strip's scratch within ~256 KiB, and make enough items for every thread.
+  const int64_t nblocks = (g.planes + L - 1) / L;
+  int strip = g.out_h;
+  auto scratch_bytes = [&](int rows) {
+    const int64_t rows_in = int64_t(rows) * g.down_y / g.up_y + g.taps_h + 2;
+    return (rows_in * (g.in_w + g.out_w) + int64_t(rows) * g.out_w) * L * int64_t(sizeof(T));
+  };
+  while (strip > 1 && scratch_bytes(strip) > (256 << 10)) strip = (strip + 1) / 2;
+  const int64_t want = int64_t(std::max(1, threads)) * 4;
+  if (nblocks < want) strip = std::min<int64_t>(strip, std::max<int64_t>(1, g.out_h * nblocks / want));
+  const int nstrips = (g.out_h + strip - 1) / strip;
+  const int64_t items = nblocks * nstrips;
+
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<T> S, M, O;
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t p0 = (item / nstrips) * L;
+      const int nl = int(std::min<int64_t>(L, g.planes - p0));
+      const int oy0 = int(item % nstrips) * strip, oy1 = std::min(g.out_h, oy0 + strip);
+      int iy_lo = g.in_h, iy_hi = -1;
+      for (int j = V.start[oy0]; j < V.start[oy1]; ++j) {
+        iy_lo = std::min(iy_lo, V.idx[j]);
+        iy_hi = std::max(iy_hi, V.idx[j]);
+      }
+      const int rows = std::max(0, iy_hi - iy_lo + 1);
+      const size_t o_len = size_t(oy1 - oy0) * g.out_w * L;
+      if (O.size() < o_len) O.resize(o_len);
+      if (rows > 0) {
+        // Gather the strip's input rows of the L planes into lane-interleaved order (missing planes as zeros).
+        const size_t s_len = size_t(rows) * g.in_w * L;
+        if (S.size() < s_len) S.resize(s_len);
+        for (int l = 0; l < L; ++l) {
+          T* dst = S.data() + l;
+          if (l >= nl) {
+            for (size_t k = 0; k < size_t(rows) * g.in_w; ++k) dst[k * L] = T(0);
+            continue;
+          }
+          const T* src = x + (p0 + l) * in_plane + int64_t(iy_lo) * g.in_w;
+          for (size_t k = 0; k < size_t(rows) * g.in_w; ++k) dst[k * L] = src[k];
+        }
+        if (g.separable) {
+          // Horizontal pass over every needed input row, then the vertical pass.
+          const size_t m_len = size_t(rows) * g.out_w * L;
+          if (M.size() < m_len) M.resize(m_len);
+          for (int r = 0; r < rows; ++r)
+            for (int ox = 0; ox < g.out_w; ++ox) {
+              const int j0 = H.start[ox];
+              lane_fma_chain<T, L>(M.data() + (size_t(r) * g.out_w + ox) * L, S.data(), taps_x, &H.tap[j0], &H.idx[j0],
+                                   H.start[ox + 1] - j0, int64_t(r) * g.in_w, 1);
+            }
+          for (int oy = oy0; oy < oy1; ++oy) {
+            const int j0 = V.start[oy], n = V.start[oy + 1] - j0;
+            std::vector<int> rel(V.idx.begin() + j0, V.idx.begin() + j0 + n);
+            for (int& v : rel) v -= iy_lo;
+            for (int ox = 0; ox < g.out_w; ++ox)
+              lane_fma_chain<T, L>(O.data() + (size_t(oy - oy0) * g.out_w + ox) * L, M.data(), taps_y, &V.tap[j0],
+                                   rel.data(), n, ox, g.out_w);
+          }
+        } else {
+          for (int oy = oy0; oy < oy1; ++oy)
+            for (int ox = 0; ox < g.out_w; ++ox) {
+              T acc[L] = {};
+              for (int jv = V.start[oy]; jv < V.start[oy + 1]; ++jv) {
+                const T* trow = taps_x + int64_t(V.tap[jv]) * g.taps_w;
+                const T* srow = S.data() + size_t(V.idx[jv] - iy_lo) * g.in_w * L;
+                for (int jh = H.start[ox]; jh < H.start[ox + 1]; ++jh) {
+                  const T w = trow[H.tap[jh]];
+                  const T* s = srow + size_t(H.idx[jh]) * L;
+#pragma omp simd
+                  for (int l = 0; l < L; ++l) acc[l] += w * s[l];
+                }
+              }
+              T* o = O.data() + (size_t(oy - oy0) * g.out_w + ox) * L;
+#pragma omp simd
+              for (int l = 0; l < L; ++l) o[l] = acc[l];
+            }
+        }
+      } else {
+        std::fill(O.begin(), O.begin() + o_len, T(0));
+      }
+      // Scatter the strip back to the planes.
+      for (int l = 0; l < nl; ++l) {
+        T* dst = y + (p0 + l) * out_plane + int64_t(oy0) * g.out_w;
+        const T* src = O.data() + l;
+        for (size_t k = 0; k < size_t(oy1 - oy0) * g.out_w; ++k) dst[k] = src[k * L];
+      }
+    }
+  }
+}
+
+template <typename T>
+void dispatch(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfirdn2dGeom& g, int threads) {
+  if (g.planes == 0 || g.out_h == 0 || g.out_w == 0) return;
+  const char* force = std::getenv("SYNTHCORE_UPFIRDN2D_PATH");  // "rows" or "lanes": for benchmarking both
+  bool lanes = g.in_w <= kLanePathMaxInWidth && g.up_x == 1 && g.planes >= 8;
+  if (force) lanes = std::strcmp(force, "lanes") == 0;
+  if (lanes)
+    run_blocked(x, taps_y, taps_x, y, g, threads);
+  else
+    run(x, taps_y, taps_x, y, g, threads);
+}
+
 }  // namespace
 
 void upfirdn2d_cpu(const float* x, const float* taps_y, const float* taps_x, float* y, const Upfirdn2dGeom& g,
                    int threads) {
-  run<float>(x, taps_y, taps_x, y, g, threads);
+  dispatch<float>(x, taps_y, taps_x, y, g, threads);
 }
 
 void upfirdn2d_cpu(const double* x, const double* taps_y, const double* taps_x, double* y, const Upfirdn2dGeom& g,
                    int threads) {
-  run<double>(x, taps_y, taps_x, y, g, threads);
+  dispatch<double>(x, taps_y, taps_x, y, g, threads);
 }
 
 }  // namespace SYNTHCORE_ISA

@@ -85,8 +85,16 @@ def _random_case(rng: random.Random):
                 gain=rng.choice([1.0, 2.5, 0.3]))
 
 
+@pytest.fixture(params=["auto", "rows", "lanes"])
+def kernel_path(request, monkeypatch):
+    """The CPU kernel has a row path and a lane-blocked path; the automatic choice depends on the shape."""
+    if request.param != "auto":
+        monkeypatch.setenv("SYNTHCORE_UPFIRDN2D_PATH", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("seed", range(6))
-def test_native_matches_reference_random(seed, cpu_isa):
+def test_native_matches_reference_random(seed, cpu_isa, kernel_path):
     rng = random.Random(seed)
     torch.manual_seed(seed)
     for _ in range(40):
@@ -102,8 +110,10 @@ def test_native_matches_reference_random(seed, cpu_isa):
     ((2, 16, 64, 64), ops.downsample2d),
     ((3, 5, 33, 17), ops.filter2d),
     ((1, 1, 40, 40), ops.upsample2d),  # single plane: the kernel splits rows across threads
+    ((4, 64, 8, 8), ops.downsample2d),  # lane path by default
+    ((3, 5, 8, 8), ops.filter2d),  # planes not a multiple of the lane count
 ])
-def test_native_matches_reference_stylegan_filter(shape, fn, cpu_isa):
+def test_native_matches_reference_stylegan_filter(shape, fn, cpu_isa, kernel_path):
     x = torch.randn(shape)
     f = ops.setup_filter([1, 3, 3, 1])
     torch.testing.assert_close(fn(x, f, impl="native"), fn(x, f, impl="reference"), atol=1e-5, rtol=1e-5)
