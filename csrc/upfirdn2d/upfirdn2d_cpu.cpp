@@ -151,6 +151,25 @@ class HorizontalPlan {
       std::memset(prepared + margin_left_ + in_w_, 0, sizeof(T) * (prepared_len_ - margin_left_ - in_w_));
       return;
     }
+    if (!expand_ && down_ > 1) {
+      // Split P straight from the input into phases: prepared[q][k] = P[k * down + q] = in[k * down + q - pad0].
+      for (int q = 0; q < down_; ++q) {
+        T* dst = prepared + q * phase_len_;
+        // k range whose sample index i = k * down + q - pad0 lies in [0, in_w)
+        const int k0 = std::min(phase_len_, std::max(0, (pad0_ - q + down_ - 1) / down_));
+        int k1 = pad0_ - q + in_w_ > 0 ? (pad0_ - q + in_w_ + down_ - 1) / down_ : 0;
+        k1 = std::max(k0, std::min(phase_len_, k1));
+        for (int k = 0; k < k0; ++k) dst[k] = T(0);
+        const T* src = in + (k0 * down_ + q - pad0_);
+        if (down_ == 2) {
+          for (int k = 0; k < k1 - k0; ++k) dst[k0 + k] = src[2 * k];
+        } else {
+          for (int k = 0; k < k1 - k0; ++k) dst[k0 + k] = src[k * down_];
+        }
+        for (int k = k1; k < phase_len_; ++k) dst[k] = T(0);
+      }
+      return;
+    }
     // Build P[0 .. span): zeros, then the input samples that land inside (zero-inserted if expanding).
     T* row = (down_ == 1) ? prepared : scratch;
     if (!expand_) {
@@ -167,11 +186,7 @@ class HorizontalPlan {
     for (int q = 0; q < down_; ++q) {
       T* dst = prepared + q * phase_len_;
       const int n = (span_ - q + down_ - 1) / down_;
-      if (down_ == 2) {
-        for (int k = 0; k < n; ++k) dst[k] = row[2 * k + q];
-      } else {
-        for (int k = 0; k < n; ++k) dst[k] = row[k * down_ + q];
-      }
+      for (int k = 0; k < n; ++k) dst[k] = row[k * down_ + q];
       for (int k = n; k < phase_len_; ++k) dst[k] = T(0);
     }
   }
@@ -251,6 +266,31 @@ void run(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfirdn2dGeom
       const int oy1 = std::min(g.out_h, oy0 + rows_per_block);
       const T* xp = x + p * int64_t(g.in_h) * g.in_w;
       T* yp = y + p * int64_t(g.out_h) * g.out_w;
+
+      if (g.separable && g.up_y == 1 && g.down_y > 1) {
+        // Vertical pass first when it decimates: it reads input rows in place, and the horizontal pass then
+        // runs on down_y times fewer rows.
+        if (prepared_rows.size() < size_t(g.in_w)) prepared_rows.resize(g.in_w);
+        T* vrow = prepared_rows.data();
+        for (int oy = oy0; oy < oy1; ++oy) {
+          const int j0 = V.start[oy], n = V.start[oy + 1] - j0;
+          src.resize(n);
+          w.resize(n);
+          for (int j = 0; j < n; ++j) {
+            src[j] = xp + int64_t(V.idx[j0 + j]) * g.in_w;
+            w[j] = taps_y[V.tap[j0 + j]];
+          }
+          std::fill(vrow, vrow + g.in_w, T(0));
+          fused_axpy(vrow, g.in_w, src.data(), w.data(), n);
+          T* out = yp + int64_t(oy) * g.out_w;
+          plan.prepare(vrow, prep1.data(), scratch.data());
+          T* a = plan.direct() ? out : acc.data();
+          std::fill(a, a + (plan.direct() ? g.out_w : alen), T(0));
+          plan.accumulate(prep1.data(), taps_x, a);
+          plan.finalize(a, out);
+        }
+        continue;
+      }
 
       // Range of input rows this block reads.
       int iy_lo = g.in_h, iy_hi = -1;

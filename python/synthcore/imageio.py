@@ -33,8 +33,8 @@ def encode_png(image: np.ndarray) -> bytes:
     rows = np.ascontiguousarray(image).reshape(h, w * channels)
     raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()  # filter type 0 per row
     header = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 6)) + _chunk(
-        b"IEND", b""
+    return (
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 6)) + _chunk(b"IEND", b"")
     )
 
 
@@ -60,8 +60,9 @@ def to_uint8(image: torch.Tensor, lo: float = -1.0, hi: float = 1.0) -> np.ndarr
     return scaled.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def write_png(path: Union[str, Path], image: Union[np.ndarray, torch.Tensor], lo: float = -1.0,
-              hi: float = 1.0) -> None:
+def write_png(
+    path: Union[str, Path], image: Union[np.ndarray, torch.Tensor], lo: float = -1.0, hi: float = 1.0
+) -> None:
     """Write a uint8 [H, W(, C)] array, or a float [C, H, W] tensor scaled from [lo, hi], as a PNG."""
     if isinstance(image, torch.Tensor):
         image = to_uint8(image, lo, hi)

@@ -136,15 +136,17 @@ def test_empty_and_noncontiguous(impl):
     assert ops.bias_act(torch.randn(0, 4, 3), torch.randn(4), act="lrelu", impl=impl).shape == (0, 4, 3)
     x = torch.randn(4, 6, 5).transpose(0, 2)  # [5, 6, 4] non-contiguous
     b = torch.randn(6)
-    torch.testing.assert_close(ops.bias_act(x, b, act="swish", impl=impl),
-                               ops.bias_act(x.contiguous(), b, act="swish", impl="reference"))
+    torch.testing.assert_close(
+        ops.bias_act(x, b, act="swish", impl=impl), ops.bias_act(x.contiguous(), b, act="swish", impl="reference")
+    )
 
 
 def test_negative_dim_and_float64():
     x = torch.randn(2, 3, 5, dtype=torch.float64)
     b = torch.randn(5, dtype=torch.float64)
-    torch.testing.assert_close(ops.bias_act(x, b, dim=-1, act="tanh", impl="native"),
-                               ops.bias_act(x, b, dim=2, act="tanh", impl="reference"))
+    torch.testing.assert_close(
+        ops.bias_act(x, b, dim=-1, act="tanh", impl="native"), ops.bias_act(x, b, dim=2, act="tanh", impl="reference")
+    )
 
 
 @cuda_only

@@ -13,6 +13,7 @@ TOL = dict(atol=1e-4, rtol=1e-4)  # the test data README's suggested float32 tol
 
 # --- agreement with the official op's reference outputs ----------------------------------------------------
 
+
 def _cases(testdata, prefix):
     cases = json.loads((testdata / "stylegan2" / "ops_cases.json").read_text())["cases"]
     return [c for c in cases if c["op"].startswith(prefix)]
@@ -63,6 +64,7 @@ def test_resampling_matches_testdata(testdata, impl, cpu_isa):
 
 # --- native vs reference on random geometry ----------------------------------------------------------------
 
+
 def _random_case(rng: random.Random):
     ux, uy = rng.choice([(1, 1), (2, 2), (1, 2), (3, 1), (4, 4)])
     dx, dy = rng.choice([(1, 1), (2, 2), (2, 1), (1, 3)])
@@ -81,8 +83,15 @@ def _random_case(rng: random.Random):
     pad[1] = max(pad[1], fw - w * ux - pad[0])
     pad[3] = max(pad[3], fh - h * uy - pad[2])
     x = torch.randn(rng.randint(1, 3), rng.randint(1, 4), h, w)
-    return dict(x=x, f=f, up=[ux, uy], down=[dx, dy], padding=pad, flip_filter=rng.random() < 0.5,
-                gain=rng.choice([1.0, 2.5, 0.3]))
+    return dict(
+        x=x,
+        f=f,
+        up=[ux, uy],
+        down=[dx, dy],
+        padding=pad,
+        flip_filter=rng.random() < 0.5,
+        gain=rng.choice([1.0, 2.5, 0.3]),
+    )
 
 
 @pytest.fixture(params=["auto", "rows", "lanes"])
@@ -105,14 +114,17 @@ def test_native_matches_reference_random(seed, cpu_isa, kernel_path):
         torch.testing.assert_close(nat, ref, atol=1e-5, rtol=1e-5, msg=str({k: v for k, v in case.items() if k != "x"}))
 
 
-@pytest.mark.parametrize("shape,fn", [
-    ((2, 16, 32, 32), ops.upsample2d),
-    ((2, 16, 64, 64), ops.downsample2d),
-    ((3, 5, 33, 17), ops.filter2d),
-    ((1, 1, 40, 40), ops.upsample2d),  # single plane: the kernel splits rows across threads
-    ((4, 64, 8, 8), ops.downsample2d),  # lane path by default
-    ((3, 5, 8, 8), ops.filter2d),  # planes not a multiple of the lane count
-])
+@pytest.mark.parametrize(
+    "shape,fn",
+    [
+        ((2, 16, 32, 32), ops.upsample2d),
+        ((2, 16, 64, 64), ops.downsample2d),
+        ((3, 5, 33, 17), ops.filter2d),
+        ((1, 1, 40, 40), ops.upsample2d),  # single plane: the kernel splits rows across threads
+        ((4, 64, 8, 8), ops.downsample2d),  # lane path by default
+        ((3, 5, 8, 8), ops.filter2d),  # planes not a multiple of the lane count
+    ],
+)
 def test_native_matches_reference_stylegan_filter(shape, fn, cpu_isa, kernel_path):
     x = torch.randn(shape)
     f = ops.setup_filter([1, 3, 3, 1])
@@ -134,12 +146,15 @@ def test_backward_matches_reference():
         torch.testing.assert_close(grads[1], grads[0], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("up,down,pad,filt", [
-    ([2, 2], [1, 1], [2, 1, 2, 1], "F4"),
-    ([1, 1], [2, 2], [1, 1, 1, 1], "F4"),
-    ([3, 1], [1, 2], [1, -1, 0, 2], "rand2d"),
-    ([1, 2], [2, 1], [0, 1, 1, 0], "sep"),
-])
+@pytest.mark.parametrize(
+    "up,down,pad,filt",
+    [
+        ([2, 2], [1, 1], [2, 1, 2, 1], "F4"),
+        ([1, 1], [2, 2], [1, 1, 1, 1], "F4"),
+        ([3, 1], [1, 2], [1, -1, 0, 2], "rand2d"),
+        ([1, 2], [2, 1], [0, 1, 1, 0], "sep"),
+    ],
+)
 def test_gradcheck_float64(up, down, pad, filt):
     torch.manual_seed(0)
     f = {"F4": ops.setup_filter([1, 3, 3, 1]), "rand2d": torch.randn(3, 2), "sep": torch.rand(5)}[filt].double()
@@ -193,10 +208,11 @@ def test_native_unavailable_is_an_error_not_a_fallback():
 
 
 def test_device_mismatch_is_rejected():
-    if not torch.cuda.is_available():
-        pytest.skip("needs a second device type")
+    other = "cuda" if torch.cuda.is_available() else "meta"
     with pytest.raises(ValueError, match="is on"):
-        ops.upfirdn2d(torch.randn(1, 1, 4, 4, device="cuda"), F4)
+        ops.upfirdn2d(torch.randn(1, 1, 4, 4, device=other), F4)
+    with pytest.raises(ValueError, match="is on"):
+        ops.bias_act(torch.randn(2, 3), torch.zeros(3, device=other))
 
 
 @pytest.mark.parametrize("impl", ["native", "reference"])
@@ -220,6 +236,7 @@ def test_float64_native():
 
 
 # --- CUDA -----------------------------------------------------------------------------------------------------
+
 
 @cuda_only
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])

@@ -13,8 +13,11 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="run a small built-in demonstration (no model files needed)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "demo",
+        help="run a small built-in demonstration (no model files needed)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--outdir", default="synthcore-demo", help="where to write images and report.json")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--size", type=int, default=256, help="side of the test image (a multiple of 4)")
@@ -63,11 +66,15 @@ def run(args) -> int:
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
     d = info.collect()
-    print(f"synthcore {d['synthcore']} demo | torch {d['torch']} | {d['torch_threads']} threads | "
-          f"native: {'yes' if d['native_built'] else 'NO'} ({d['cpu_isa_active']}) | "
-          f"CUDA kernels: {'yes' if d['cuda_kernels_compiled'] else 'no'} | GPU: {'yes' if d['gpu_visible'] else 'no'}")
-    print("What exists so far: the resampling (upfirdn2d) and bias+activation kernels the StyleGAN2 generator is "
-          "built from.\nThe generator, face-recognition embedders and identity algorithms come in later releases.\n")
+    print(
+        f"synthcore {d['synthcore']} demo | torch {d['torch']} | {d['torch_threads']} threads | "
+        f"native: {'yes' if d['native_built'] else 'NO'} ({d['cpu_isa_active']}) | "
+        f"CUDA kernels: {'yes' if d['cuda_kernels_compiled'] else 'no'} | GPU: {'yes' if d['gpu_visible'] else 'no'}"
+    )
+    print(
+        "What exists so far: the resampling (upfirdn2d) and bias+activation kernels the StyleGAN2 generator is "
+        "built from.\nThe generator, face-recognition embedders and identity algorithms come in later releases.\n"
+    )
 
     f = ops.setup_filter([1, 3, 3, 1], device=device)
     img = zone_plate(args.size, device)
@@ -78,15 +85,22 @@ def run(args) -> int:
     filtered = ops.downsample2d(ops.downsample2d(img, f), f)
     restored = ops.upsample2d(ops.upsample2d(filtered, f), f)
     activated = ops.bias_act(img, torch.tensor([0.2, 0.0, -0.2], device=device), act="lrelu", gain=1.0)
-    for name, tensor in [("zoneplate", img), ("down4_naive", naive), ("down4_filtered", filtered),
-                         ("up4_restored", restored), ("lrelu", activated)]:
+    for name, tensor in [
+        ("zoneplate", img),
+        ("down4_naive", naive),
+        ("down4_filtered", filtered),
+        ("up4_restored", restored),
+        ("lrelu", activated),
+    ]:
         path = out / f"{name}.png"
         imageio.write_png(path, tensor[0])
         report["images"][name] = str(path)
     # Energy left at high frequencies after decimation: aliasing puts ring energy where the filtered one has none.
     print(f"wrote {len(report['images'])} images to {out}/ (zone plate; 4x down naive vs filtered; 4x up; lrelu)")
-    print(f"  mean |pixel| after 4x down: naive {naive.abs().mean():.3f} (aliased rings), "
-          f"filtered {filtered.abs().mean():.3f} (outer rings removed)")
+    print(
+        f"  mean |pixel| after 4x down: naive {naive.abs().mean():.3f} (aliased rings), "
+        f"filtered {filtered.abs().mean():.3f} (outer rings removed)"
+    )
 
     # 2. Native kernels against the pure-torch references, on the same inputs.
     checks = {

@@ -6,8 +6,11 @@ import platform
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("info", help="show the version, the native build and the hardware synthcore sees",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "info",
+        help="show the version, the native build and the hardware synthcore sees",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(run=run)
 
@@ -18,7 +21,9 @@ def collect() -> dict:
     from synthcore import __version__, _native
 
     build = _native.build_info()
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    gpus = []
+    if torch.cuda.is_available():
+        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return {
         "synthcore": __version__,
         "python": platform.python_version(),
@@ -51,15 +56,20 @@ def run(args) -> int:
     if not d["native_built"]:
         print(f"native kernels: NOT BUILT ({d['native_error']}); ops run their pure-torch references")
         return 0
-    print(f"native kernels: built; CPU variant in use: {d['cpu_isa_active']} "
-          f"(compiled: {', '.join(d['cpu_isa_compiled'])})")
+    print(
+        f"native kernels: built; CPU variant in use: {d['cpu_isa_active']} "
+        f"(compiled: {', '.join(d['cpu_isa_compiled'])})"
+    )
     if d["cuda_kernels_compiled"]:
-        print(f"CUDA kernels:   compiled for {d['cuda_archs']} (CUDA runtime {_cuda_version(d['cuda_runtime_version'])})")
+        runtime = _cuda_version(d["cuda_runtime_version"])
+        print(f"CUDA kernels:   compiled for {d['cuda_archs']} (CUDA runtime {runtime})")
     else:
         print("CUDA kernels:   not compiled (no nvcc at build time)")
     if d["gpu_visible"]:
         print(f"GPU:            {', '.join(d['gpus'])}")
     else:
-        note = f" (CUDA runtime: {d['native_cuda_note']})" if d["native_cuda_note"] and d["cuda_kernels_compiled"] else ""
+        note = ""
+        if d["native_cuda_note"] and d["cuda_kernels_compiled"]:
+            note = f" (CUDA runtime: {d['native_cuda_note']})"
         print(f"GPU:            none visible{note}")
     return 0

@@ -44,9 +44,15 @@ def _bias_shape(ndim: int, dim: int) -> list:
     return [-1 if i == dim else 1 for i in range(ndim)]
 
 
-def bias_act_reference(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, act: str = "linear",
-                       alpha: Optional[float] = None, gain: Optional[float] = None,
-                       clamp: Optional[float] = None) -> torch.Tensor:
+def bias_act_reference(
+    x: torch.Tensor,
+    b: Optional[torch.Tensor] = None,
+    dim: int = 1,
+    act: str = "linear",
+    alpha: Optional[float] = None,
+    gain: Optional[float] = None,
+    clamp: Optional[float] = None,
+) -> torch.Tensor:
     """Plain-torch definition: add the bias, apply the activation, scale, clamp; one torch op per step."""
     spec = ACTIVATIONS[act]
     alpha = spec.def_alpha if alpha is None else float(alpha)
@@ -72,22 +78,41 @@ def _run_native(x, b, grad, dim, act, alpha, gain, clamp, order):
     b = None if b is None else b.contiguous()
     grad = None if grad is None else grad.contiguous()
     _native.native_module().bias_act(
-        _backend.to_native(x), None if b is None else _backend.to_native(b),
-        None if grad is None else _backend.to_native(grad), _backend.to_native(out), dim, act, alpha, gain, clamp,
-        order, _backend.num_threads(), _backend.cuda_stream(x),
+        _backend.to_native(x),
+        None if b is None else _backend.to_native(b),
+        None if grad is None else _backend.to_native(grad),
+        _backend.to_native(out),
+        dim,
+        act,
+        alpha,
+        gain,
+        clamp,
+        order,
+        _backend.num_threads(),
+        _backend.cuda_stream(x),
     )
     return out
 
 
 @torch.library.custom_op("synthcore::bias_act", mutates_args=())
-def _bias_act_op(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: int, alpha: float, gain: float,
-                 clamp: float) -> torch.Tensor:
+def _bias_act_op(
+    x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: int, alpha: float, gain: float, clamp: float
+) -> torch.Tensor:
     return _run_native(x, b, None, dim, act, alpha, gain, clamp, 0)
 
 
 @torch.library.custom_op("synthcore::bias_act_grad", mutates_args=())
-def _bias_act_grad_op(grad: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: int,
-                      alpha: float, gain: float, clamp: float, order: int) -> torch.Tensor:
+def _bias_act_grad_op(
+    grad: torch.Tensor,
+    x: torch.Tensor,
+    b: Optional[torch.Tensor],
+    dim: int,
+    act: int,
+    alpha: float,
+    gain: float,
+    clamp: float,
+    order: int,
+) -> torch.Tensor:
     return _run_native(x, b, grad, dim, act, alpha, gain, clamp, order)
 
 
@@ -145,9 +170,16 @@ _bias_act_grad_op.register_autograd(_grad_backward, setup_context=_grad_setup)
 # --- public API --------------------------------------------------------------------------------------------
 
 
-def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, act: str = "linear",
-             alpha: Optional[float] = None, gain: Optional[float] = None, clamp: Optional[float] = None,
-             impl: Optional[str] = None) -> torch.Tensor:
+def bias_act(
+    x: torch.Tensor,
+    b: Optional[torch.Tensor] = None,
+    dim: int = 1,
+    act: str = "linear",
+    alpha: Optional[float] = None,
+    gain: Optional[float] = None,
+    clamp: Optional[float] = None,
+    impl: Optional[str] = None,
+) -> torch.Tensor:
     """Fused bias, activation, gain and clamp: ``clamp(gain * act(x + b), -clamp, clamp)``.
 
     Args:

@@ -98,8 +98,9 @@ def setup_filter(
     return f.to(device=device)
 
 
-def _output_shape(x_shape: Sequence[int], fw: int, fh: int, up: Tuple[int, int], down: Tuple[int, int],
-                  pad: List[int]) -> List[int]:
+def _output_shape(
+    x_shape: Sequence[int], fw: int, fh: int, up: Tuple[int, int], down: Tuple[int, int], pad: List[int]
+) -> List[int]:
     n, c, h, w = x_shape
     span_w = w * up[0] + pad[0] + pad[1]
     span_h = h * up[1] + pad[2] + pad[3]
@@ -113,8 +114,15 @@ def _output_shape(x_shape: Sequence[int], fw: int, fh: int, up: Tuple[int, int],
     return [n, c, (span_h - fh) // down[1] + 1, (span_w - fw) // down[0] + 1]
 
 
-def upfirdn2d_reference(x: torch.Tensor, f: Optional[torch.Tensor], up: IntOrPair = 1, down: IntOrPair = 1,
-                        padding: IntOrPair = 0, flip_filter: bool = False, gain: float = 1) -> torch.Tensor:
+def upfirdn2d_reference(
+    x: torch.Tensor,
+    f: Optional[torch.Tensor],
+    up: IntOrPair = 1,
+    down: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    flip_filter: bool = False,
+    gain: float = 1,
+) -> torch.Tensor:
     """Plain-torch definition of upfirdn2d: materialise each step, then filter with a depthwise conv."""
     if f is None:
         f = torch.ones([1, 1], dtype=x.dtype, device=x.device)
@@ -133,7 +141,7 @@ def upfirdn2d_reference(x: torch.Tensor, f: Optional[torch.Tensor], up: IntOrPai
     x = x.reshape(n, c, h * uy, w * ux)
     # 2. Zero padding, then cropping for negative pads.
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
     # 3. FIR filter. conv2d correlates, so a true convolution needs the taps reversed.
     f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
     if not flip_filter:
@@ -151,15 +159,28 @@ def upfirdn2d_reference(x: torch.Tensor, f: Optional[torch.Tensor], up: IntOrPai
 
 
 @torch.library.custom_op("synthcore::upfirdn2d", mutates_args=())
-def _upfirdn2d_op(x: torch.Tensor, f: torch.Tensor, up: List[int], down: List[int], padding: List[int],
-                  flip_filter: bool, gain: float) -> torch.Tensor:
+def _upfirdn2d_op(
+    x: torch.Tensor, f: torch.Tensor, up: List[int], down: List[int], padding: List[int], flip_filter: bool, gain: float
+) -> torch.Tensor:
     fw, fh = _filter_size(f)
     y = x.new_empty(_output_shape(x.shape, fw, fh, (up[0], up[1]), (down[0], down[1]), padding))
     x = x.contiguous()
     f = f.contiguous()
     _native.native_module().upfirdn2d(
-        _backend.to_native(x), _backend.to_native(f), _backend.to_native(y), up[0], up[1], down[0], down[1],
-        padding[0], padding[1], padding[2], padding[3], flip_filter, gain, _backend.num_threads(),
+        _backend.to_native(x),
+        _backend.to_native(f),
+        _backend.to_native(y),
+        up[0],
+        up[1],
+        down[0],
+        down[1],
+        padding[0],
+        padding[1],
+        padding[2],
+        padding[3],
+        flip_filter,
+        gain,
+        _backend.num_threads(),
         _backend.cuda_stream(x),
     )
     return y
@@ -199,9 +220,16 @@ _upfirdn2d_op.register_autograd(_backward, setup_context=_setup_context)
 # --- public API --------------------------------------------------------------------------------------------
 
 
-def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: IntOrPair = 1, down: IntOrPair = 1,
-              padding: IntOrPair = 0, flip_filter: bool = False, gain: float = 1,
-              impl: Optional[str] = None) -> torch.Tensor:
+def upfirdn2d(
+    x: torch.Tensor,
+    f: Optional[torch.Tensor],
+    up: IntOrPair = 1,
+    down: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    flip_filter: bool = False,
+    gain: float = 1,
+    impl: Optional[str] = None,
+) -> torch.Tensor:
     """Upsample by zero insertion, pad, FIR-filter and downsample a batch of images.
 
     Args:
@@ -235,8 +263,15 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: IntOrPair = 1, dow
     return _upfirdn2d_op(x, f.to(f_dtype), [ux, uy], [dx, dy], pad, bool(flip_filter), float(gain))
 
 
-def upsample2d(x: torch.Tensor, f: Optional[torch.Tensor], up: IntOrPair = 2, padding: IntOrPair = 0,
-               flip_filter: bool = False, gain: float = 1, impl: Optional[str] = None) -> torch.Tensor:
+def upsample2d(
+    x: torch.Tensor,
+    f: Optional[torch.Tensor],
+    up: IntOrPair = 2,
+    padding: IntOrPair = 0,
+    flip_filter: bool = False,
+    gain: float = 1,
+    impl: Optional[str] = None,
+) -> torch.Tensor:
     """Upsample by ``up`` with filter ``f``; the output is ``up`` times the input size (plus ``padding``)."""
     ux, uy = _parse_factors("up", up)
     px0, px1, py0, py1 = _parse_padding(padding)
@@ -245,8 +280,15 @@ def upsample2d(x: torch.Tensor, f: Optional[torch.Tensor], up: IntOrPair = 2, pa
     return upfirdn2d(x, f, up=[ux, uy], padding=p, flip_filter=flip_filter, gain=gain * ux * uy, impl=impl)
 
 
-def downsample2d(x: torch.Tensor, f: Optional[torch.Tensor], down: IntOrPair = 2, padding: IntOrPair = 0,
-                 flip_filter: bool = False, gain: float = 1, impl: Optional[str] = None) -> torch.Tensor:
+def downsample2d(
+    x: torch.Tensor,
+    f: Optional[torch.Tensor],
+    down: IntOrPair = 2,
+    padding: IntOrPair = 0,
+    flip_filter: bool = False,
+    gain: float = 1,
+    impl: Optional[str] = None,
+) -> torch.Tensor:
     """Low-pass with ``f`` and keep every ``down``-th sample; the output is the input size / ``down``."""
     dx, dy = _parse_factors("down", down)
     px0, px1, py0, py1 = _parse_padding(padding)
@@ -255,8 +297,14 @@ def downsample2d(x: torch.Tensor, f: Optional[torch.Tensor], down: IntOrPair = 2
     return upfirdn2d(x, f, down=[dx, dy], padding=p, flip_filter=flip_filter, gain=gain, impl=impl)
 
 
-def filter2d(x: torch.Tensor, f: Optional[torch.Tensor], padding: IntOrPair = 0, flip_filter: bool = False,
-             gain: float = 1, impl: Optional[str] = None) -> torch.Tensor:
+def filter2d(
+    x: torch.Tensor,
+    f: Optional[torch.Tensor],
+    padding: IntOrPair = 0,
+    flip_filter: bool = False,
+    gain: float = 1,
+    impl: Optional[str] = None,
+) -> torch.Tensor:
     """Filter with ``f``, keeping the input size (plus ``padding``)."""
     px0, px1, py0, py1 = _parse_padding(padding)
     fw, fh = _filter_size(f)
