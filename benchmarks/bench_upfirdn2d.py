@@ -68,7 +68,8 @@ def specs(s: H.Settings) -> list[Spec]:
 
     # (b) feature maps.
     all_ops = ("upsample2d", "filter2d", "downsample2d")
-    for res in (64, 128, 256):
+    # Low resolutions (ch 512 at r <= 32): where fixed per-row costs dominate; the weak end for native.
+    for res in (8, 16, 32, 64, 128, 256):
         out += _feature_specs("G256", G256_BASE, res, 4, all_ops)
     out += _feature_specs("G256", G256_BASE, 128, 8, (*all_ops, "upfirdn2d"))  # headline, batch 8
     out += _feature_specs("G256", G256_BASE, 128, 4, ("upfirdn2d",))
