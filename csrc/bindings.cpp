@@ -7,6 +7,8 @@
 #include "bias_act/bias_act_api.h"
 #include "common/cpu_features.h"
 #include "common/cuda_info.h"
+#include "langevin/langevin_api.h"
+#include "pairwise/pairwise_api.h"
 #include "upfirdn2d/upfirdn2d_api.h"
 
 namespace py = pybind11;
@@ -43,6 +45,18 @@ PYBIND11_MODULE(_C, m) {
   m.def("bias_act", &sc::bias_act, py::arg("x"), py::arg("b"), py::arg("grad"), py::arg("out"), py::arg("dim"),
         py::arg("act"), py::arg("alpha"), py::arg("gain"), py::arg("clamp"), py::arg("order"), py::arg("threads"),
         py::arg("stream") = 0);
+
+  m.def("pairwise_epilogue", &sc::pairwise_epilogue, py::arg("S"), py::arg("q_sq"), py::arg("k_sq"),
+        py::arg("q_group"), py::arg("k_group"), py::arg("acc_rows"), py::arg("acc_cols"), py::arg("row0"),
+        py::arg("col0"), py::arg("metric"), py::arg("r0"), py::arg("k"), py::arg("r_count"), py::arg("scale"),
+        py::arg("exclude_self"), py::arg("query_offset"), py::arg("symmetric"), py::arg("same_rows"),
+        py::arg("threads"),
+        py::arg("stream") = 0);
+  m.def("pairwise_sparse_accumulate", &sc::pairwise_sparse_accumulate, py::arg("A"), py::arg("K"), py::arg("Q"),
+        py::arg("F_rows"), py::arg("F_cols"), py::arg("threads"));
+  m.def("langevin", &sc::langevin, py::arg("w"), py::arg("F"), py::arg("w_avg"), py::arg("out"), py::arg("dt"),
+        py::arg("mu"), py::arg("k_l"), py::arg("eta"), py::arg("seed"), py::arg("step"), py::arg("row_offset"),
+        py::arg("noise_only"), py::arg("threads"), py::arg("stream") = 0);
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {

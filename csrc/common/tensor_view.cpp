@@ -10,6 +10,7 @@ const char* dtype_name(DType t) {
     case DType::bf16: return "bfloat16";
     case DType::f32: return "float32";
     case DType::f64: return "float64";
+    case DType::i64: return "int64";
     default: return "unsupported";
   }
 }
@@ -19,7 +20,8 @@ size_t dtype_size(DType t) {
     case DType::f16:
     case DType::bf16: return 2;
     case DType::f32: return 4;
-    case DType::f64: return 8;
+    case DType::f64:
+    case DType::i64: return 8;
     default: return 1;
   }
 }
@@ -62,6 +64,7 @@ static DType parse_dtype(const dl::DataType& t) {
   if (t.code == dl::kFloat && t.bits == 32) return DType::f32;
   if (t.code == dl::kFloat && t.bits == 64) return DType::f64;
   if (t.code == dl::kBfloat && t.bits == 16) return DType::bf16;
+  if (t.code == dl::kInt && t.bits == 64) return DType::i64;
   return DType::other;
 }
 

@@ -14,7 +14,7 @@ namespace sc {
 
 namespace py = pybind11;
 
-enum class DType { f16, bf16, f32, f64, other };
+enum class DType { f16, bf16, f32, f64, i64, other };
 enum class Dev { cpu, cuda, other };
 
 const char* dtype_name(DType t);
