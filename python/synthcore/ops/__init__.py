@@ -2,6 +2,8 @@
 where it is built for the input's device and dtype, else reference)."""
 
 from synthcore.ops.bias_act import ACTIVATIONS, bias_act, bias_act_reference
+from synthcore.ops.langevin import adaptive_timestep, langevin_noise, langevin_update
+from synthcore.ops.pairwise import PairwiseResult, pairwise, pairwise_chunked, pairwise_reference, pairwise_stats
 from synthcore.ops.upfirdn2d import (
     downsample2d,
     filter2d,
@@ -13,6 +15,14 @@ from synthcore.ops.upfirdn2d import (
 
 __all__ = [
     "ACTIVATIONS",
+    "PairwiseResult",
+    "adaptive_timestep",
+    "langevin_noise",
+    "langevin_update",
+    "pairwise",
+    "pairwise_chunked",
+    "pairwise_reference",
+    "pairwise_stats",
     "bias_act",
     "bias_act_reference",
     "downsample2d",

@@ -81,6 +81,18 @@ def _finish_stats(dsum, valid, dtype):
     return mean.to(dtype)
 
 
+def _same_rows(Q: torch.Tensor, K: Optional[torch.Tensor], query_offset: int) -> bool:
+    """Whether query i is key i + query_offset itself (K is None, or Q is that slice of K's memory)."""
+    if K is None:
+        return True
+    return (
+        Q.shape[0] > 0
+        and Q.shape[0] + query_offset <= K.shape[0]
+        and Q.stride() == K.stride()
+        and Q.data_ptr() == K[query_offset].data_ptr()
+    )
+
+
 # --- reference ---------------------------------------------------------------------------------------------
 
 
@@ -101,10 +113,20 @@ def _valid_mask(n, m, q_groups, k_groups, exclude_self, query_offset, device):
     return valid
 
 
-def pairwise_reference(Q: torch.Tensor, K: Optional[torch.Tensor] = None, *, metric: str = "angle",
-                       r0: float = 1.4, k: float = 1.0, r_count: Optional[float] = None, exclude_self: bool = False,
-                       q_groups: Optional[torch.Tensor] = None, k_groups: Optional[torch.Tensor] = None,
-                       query_offset: int = 0, need_grad: bool = True) -> PairwiseResult:
+def pairwise_reference(
+    Q: torch.Tensor,
+    K: Optional[torch.Tensor] = None,
+    *,
+    metric: str = "angle",
+    r0: float = 1.4,
+    k: float = 1.0,
+    r_count: Optional[float] = None,
+    exclude_self: bool = False,
+    q_groups: Optional[torch.Tensor] = None,
+    k_groups: Optional[torch.Tensor] = None,
+    query_offset: int = 0,
+    need_grad: bool = True,
+) -> PairwiseResult:
     """Plain N x M definition; the gradient comes from autograd of the energy with the keys detached."""
     r_count = r0 if r_count is None else r_count
     if K is None:
@@ -133,15 +155,27 @@ def pairwise_reference(Q: torch.Tensor, K: Optional[torch.Tensor] = None, *, met
 # --- chunked pure torch -------------------------------------------------------------------------------------
 
 
-def pairwise_chunked(Q: torch.Tensor, K: Optional[torch.Tensor] = None, *, metric: str = "angle", r0: float = 1.4,
-                     k: float = 1.0, r_count: Optional[float] = None, exclude_self: bool = False,
-                     q_groups: Optional[torch.Tensor] = None, k_groups: Optional[torch.Tensor] = None,
-                     query_offset: int = 0, need_grad: bool = True, chunk: int = 1024) -> PairwiseResult:
+def pairwise_chunked(
+    Q: torch.Tensor,
+    K: Optional[torch.Tensor] = None,
+    *,
+    metric: str = "angle",
+    r0: float = 1.4,
+    k: float = 1.0,
+    r_count: Optional[float] = None,
+    exclude_self: bool = False,
+    q_groups: Optional[torch.Tensor] = None,
+    k_groups: Optional[torch.Tensor] = None,
+    query_offset: int = 0,
+    need_grad: bool = True,
+    chunk: int = 1024,
+) -> PairwiseResult:
     """Pure torch, query rows in chunks against all keys, analytic gradient: O(chunk M) memory."""
     r_count = r0 if r_count is None else r_count
+    same_rows = _same_rows(Q, K, query_offset)
     if K is None:
         K, k_groups = Q, q_groups
-    n, m = Q.shape[0], K.shape[0]
+    n = Q.shape[0]
     if metric == "angle":
         qn = Q.norm(dim=1, keepdim=True)
         Qh, Kh = Q / qn, K / K.norm(dim=1, keepdim=True)
@@ -152,11 +186,16 @@ def pairwise_chunked(Q: torch.Tensor, K: Optional[torch.Tensor] = None, *, metri
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
         S = Qh[lo:hi] @ Kh.T
+        if same_rows:  # a row with itself: restore the exact cosine 1 / squared norm the expansion loses
+            i = torch.arange(hi - lo, device=Q.device)
+            S[i, i + lo + query_offset] = 1.0 if metric == "angle" else (Qh[lo:hi] * Qh[lo:hi]).sum(1)
         if metric == "angle":
             x = (ANGLE_SCALE * S).clamp_(-1, 1)
             dist = torch.arccos(x)
         else:
             dist = ((Qh[lo:hi] * Qh[lo:hi]).sum(1, keepdim=True) + k_sq - 2 * S).clamp_(min=0).sqrt_()
+            if same_rows:
+                dist[i, i + lo + query_offset] = 0.0
         valid = torch.ones_like(dist, dtype=torch.bool)
         if q_groups is not None:
             valid &= q_groups[lo:hi, None] == k_groups[None, :]
@@ -185,8 +224,15 @@ def pairwise_chunked(Q: torch.Tensor, K: Optional[torch.Tensor] = None, *, metri
         empty = Q.new_zeros(0)
         cat = {name: empty for name in out}
         cat["grad"] = Q.new_zeros(0, Q.shape[1]) if need_grad else None
-    return PairwiseResult(cat["grad"], cat["energy"], cat["dmin"], cat["dsum"] / cat["valid"], cat["dmax"],
-                          cat["within"].long(), cat["valid"].long())
+    return PairwiseResult(
+        cat["grad"],
+        cat["energy"],
+        cat["dmin"],
+        cat["dsum"] / cat["valid"],
+        cat["dmax"],
+        cat["within"].long(),
+        cat["valid"].long(),
+    )
 
 
 # --- native ---------------------------------------------------------------------------------------------------
@@ -195,7 +241,7 @@ def pairwise_chunked(Q: torch.Tensor, K: Optional[torch.Tensor] = None, *, metri
 def _group_ranges(g: Optional[torch.Tensor], tile: int, n: int):
     if g is None:
         return None
-    return [(int(g[lo:lo + tile].min()), int(g[lo:lo + tile].max())) for lo in range(0, n, tile)]
+    return [(int(g[lo : lo + tile].min()), int(g[lo : lo + tile].max())) for lo in range(0, n, tile)]
 
 
 def _pairwise_native(Q, K, metric, r0, k, r_count, exclude_self, q_groups, k_groups, query_offset, need_grad, tile):
@@ -203,10 +249,7 @@ def _pairwise_native(Q, K, metric, r0, k, r_count, exclude_self, q_groups, k_gro
     threads = _backend.num_threads()
     stream = _backend.cuda_stream(Q)
     symmetric = K is None and query_offset == 0
-    # Whether query i is key i + query_offset itself (then that pair is exactly cos 1 / distance 0).
-    same_rows = K is None or (
-        n_q := Q.shape[0]) > 0 and K.shape[0] > query_offset and Q.stride() == K.stride() and (
-        Q.data_ptr() == K[query_offset].data_ptr()) and n_q + query_offset <= K.shape[0]
+    same_rows = _same_rows(Q, K, query_offset)
     if K is None:
         k_groups = q_groups
     Q = Q.contiguous()
@@ -226,11 +269,15 @@ def _pairwise_native(Q, K, metric, r0, k, r_count, exclude_self, q_groups, k_gro
     kg = None if k_groups is None else (qg if K is None else k_groups.to(torch.int64).contiguous())
 
     def accumulators(size):
-        return (torch.zeros(size, dtype=torch.float64, device=dev), torch.zeros(size, dtype=torch.float64, device=dev),
-                torch.zeros(size, dtype=torch.float64, device=dev),
-                torch.full((size,), float("inf"), dtype=torch.float32, device=dev),
-                torch.full((size,), float("-inf"), dtype=torch.float32, device=dev),
-                torch.zeros(size, dtype=torch.int64, device=dev), torch.zeros(size, dtype=torch.int64, device=dev))
+        return (
+            torch.zeros(size, dtype=torch.float64, device=dev),
+            torch.zeros(size, dtype=torch.float64, device=dev),
+            torch.zeros(size, dtype=torch.float64, device=dev),
+            torch.full((size,), float("inf"), dtype=torch.float32, device=dev),
+            torch.full((size,), float("-inf"), dtype=torch.float32, device=dev),
+            torch.zeros(size, dtype=torch.int64, device=dev),
+            torch.zeros(size, dtype=torch.int64, device=dev),
+        )
 
     acc = accumulators(n)
     F = torch.zeros(n, dim, dtype=torch.float32, device=dev) if need_grad else None
@@ -250,18 +297,38 @@ def _pairwise_native(Q, K, metric, r0, k, r_count, exclude_self, q_groups, k_gro
             S = buf[: (i1 - i0) * (j1 - j0)].view(i1 - i0, j1 - j0)
             torch.mm(Qh[i0:i1], Kh[j0:j1].T, out=S)
             inside = C.pairwise_epilogue(
-                _backend.to_native(S), None if q_sq is None else _backend.to_native(q_sq),
-                None if k_sq is None else _backend.to_native(k_sq), None if qg is None else _backend.to_native(qg),
-                None if kg is None else _backend.to_native(kg), tuple(_backend.to_native(a) for a in acc),
-                tuple(_backend.to_native(a) for a in acc) if both else None, i0, j0, _METRICS[metric], float(r0),
-                float(k), float(r_count), ANGLE_SCALE, bool(exclude_self), int(query_offset), both, same_rows, threads,
-                stream)
+                _backend.to_native(S),
+                None if q_sq is None else _backend.to_native(q_sq),
+                None if k_sq is None else _backend.to_native(k_sq),
+                None if qg is None else _backend.to_native(qg),
+                None if kg is None else _backend.to_native(kg),
+                tuple(_backend.to_native(a) for a in acc),
+                tuple(_backend.to_native(a) for a in acc) if both else None,
+                i0,
+                j0,
+                _METRICS[metric],
+                float(r0),
+                float(k),
+                float(r_count),
+                ANGLE_SCALE,
+                bool(exclude_self),
+                int(query_offset),
+                both,
+                same_rows,
+                threads,
+                stream,
+            )
             if not need_grad or inside == 0:
                 continue
             if inside > 0 and inside < _SPARSE_DENSITY * S.numel():
                 C.pairwise_sparse_accumulate(
-                    _backend.to_native(S), _backend.to_native(Kh[j0:j1]), _backend.to_native(Qh[i0:i1]),
-                    _backend.to_native(F[i0:i1]), _backend.to_native(F[j0:j1]) if both else None, threads)
+                    _backend.to_native(S),
+                    _backend.to_native(Kh[j0:j1]),
+                    _backend.to_native(Qh[i0:i1]),
+                    _backend.to_native(F[i0:i1]),
+                    _backend.to_native(F[j0:j1]) if both else None,
+                    threads,
+                )
             else:
                 F[i0:i1].addmm_(S, Kh[j0:j1])
                 if both:
@@ -273,14 +340,25 @@ def _pairwise_native(Q, K, metric, r0, k, r_count, exclude_self, q_groups, k_gro
             grad = (F - coef.to(torch.float32)[:, None] * Qh) / qn[:, None]
         else:
             grad = F - coef.to(torch.float32)[:, None] * Q
-    return PairwiseResult(grad, energy.to(torch.float32), dmin, (dsum / valid).to(torch.float32), dmax, within,
-                          valid)
+    return PairwiseResult(grad, energy.to(torch.float32), dmin, (dsum / valid).to(torch.float32), dmax, within, valid)
 
 
-def pairwise(Q: torch.Tensor, K: Optional[torch.Tensor] = None, *, metric: str = "angle", r0: float = 1.4,
-             k: float = 1.0, r_count: Optional[float] = None, exclude_self: bool = False,
-             q_groups: Optional[torch.Tensor] = None, k_groups: Optional[torch.Tensor] = None, query_offset: int = 0,
-             need_grad: bool = True, tile: int = 2048, impl: Optional[str] = None) -> PairwiseResult:
+def pairwise(
+    Q: torch.Tensor,
+    K: Optional[torch.Tensor] = None,
+    *,
+    metric: str = "angle",
+    r0: float = 1.4,
+    k: float = 1.0,
+    r_count: Optional[float] = None,
+    exclude_self: bool = False,
+    q_groups: Optional[torch.Tensor] = None,
+    k_groups: Optional[torch.Tensor] = None,
+    query_offset: int = 0,
+    need_grad: bool = True,
+    tile: int = 2048,
+    impl: Optional[str] = None,
+) -> PairwiseResult:
     """Soft-sphere repulsion gradient, energies and per-row distance statistics (see the module docstring).
 
     Args:
@@ -305,23 +383,61 @@ def pairwise(Q: torch.Tensor, K: Optional[torch.Tensor] = None, *, metric: str =
     choice = _backend.choose_impl("pairwise", impl, Q)
     if choice == "native" and Q.dtype != torch.float32:
         if impl == "native":
-            raise RuntimeError(f"pairwise: impl='native' is not available: the native kernels take float32, not {Q.dtype}")
+            raise RuntimeError(
+                f"pairwise: impl='native' is not available: the native kernels take float32, not {Q.dtype}"
+            )
         choice = "reference"
-    args = dict(metric=metric, r0=r0, k=k, r_count=r_count, exclude_self=exclude_self, q_groups=q_groups,
-                k_groups=k_groups, query_offset=query_offset, need_grad=need_grad)
+    args = dict(
+        metric=metric,
+        r0=r0,
+        k=k,
+        r_count=r_count,
+        exclude_self=exclude_self,
+        q_groups=q_groups,
+        k_groups=k_groups,
+        query_offset=query_offset,
+        need_grad=need_grad,
+    )
     if choice == "reference":
         return pairwise_reference(Q, K, **args)
     with torch.no_grad():
-        return _pairwise_native(Q.detach(), None if K is None else K.detach(), metric, r0, k, r_count,
-                                exclude_self, q_groups, k_groups, query_offset, need_grad, tile)
+        return _pairwise_native(
+            Q.detach(),
+            None if K is None else K.detach(),
+            metric,
+            r0,
+            k,
+            r_count,
+            exclude_self,
+            q_groups,
+            k_groups,
+            query_offset,
+            need_grad,
+            tile,
+        )
 
 
-def pairwise_stats(X: torch.Tensor, *, metric: str = "angle", threshold: float = 1.4,
-                   groups: Optional[torch.Tensor] = None, impl: Optional[str] = None) -> dict:
+def pairwise_stats(
+    X: torch.Tensor,
+    *,
+    metric: str = "angle",
+    threshold: float = 1.4,
+    groups: Optional[torch.Tensor] = None,
+    impl: Optional[str] = None,
+) -> dict:
     """Statistics over all pairs i != j of the rows of X (within groups, if given): min, mean and max distance,
     and the fraction of pairs at distance >= threshold. Every row takes part (no rows are dropped)."""
-    res = pairwise(X, None, metric=metric, r0=0.0, r_count=threshold, exclude_self=True, q_groups=groups,
-                   need_grad=False, impl=impl)
+    res = pairwise(
+        X,
+        None,
+        metric=metric,
+        r0=0.0,
+        r_count=threshold,
+        exclude_self=True,
+        q_groups=groups,
+        need_grad=False,
+        impl=impl,
+    )
     pairs = int(res.num_valid.sum())
     if pairs == 0:
         return {"min": float("nan"), "mean": float("nan"), "max": float("nan"), "frac_beyond": float("nan"), "pairs": 0}
