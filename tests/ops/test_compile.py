@@ -37,3 +37,18 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.synthcore.upfirdn2d.default, (x, F4, [2, 2], [1, 1], [2, 1, 2, 1], False, 4.0))
     torch.library.opcheck(torch.ops.synthcore.bias_act.default, (x, b, 1, 2, 0.2, 1.41, 256.0))
     torch.library.opcheck(torch.ops.synthcore.bias_act.default, (x, None, 0, 8, 0.0, 1.0, -1.0))
+
+
+def test_identity_ops_compile():
+    """A Langevin step built from the pairwise and update ops traces with fullgraph=True."""
+
+    def step(e, w):
+        res = ops.pairwise(e, r0=1.4, exclude_self=True, impl="native")
+        return ops.langevin_update(w, -res.grad, dt=0.1, eta=0.01, seed=2**63 + 5, step=1, impl="native"), res.energy
+
+    torch._dynamo.reset()
+    e, w = torch.randn(64, 16), torch.randn(64, 16)
+    w_c, energy_c = torch.compile(step, backend="aot_eager", fullgraph=True)(e, w)
+    w_e, energy_e = step(e, w)
+    torch.testing.assert_close(w_c, w_e)
+    torch.testing.assert_close(energy_c, energy_e)

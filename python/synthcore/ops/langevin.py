@@ -153,26 +153,60 @@ def langevin_update(
         return langevin_update_reference(
             w, F, w_avg, dt=dt, mu=mu, k_l=k_l, eta=eta, seed=seed, step=step, row_offset=row_offset
         )
-    w_c, F_c = w.detach().contiguous(), F.detach().contiguous()
-    avg = None if w_avg is None else w_avg.detach().contiguous()
+    return _langevin_op(
+        w.detach(),
+        F.detach(),
+        None if w_avg is None else w_avg.detach(),
+        float(dt),
+        float(mu),
+        float(k_l),
+        float(eta),
+        str(int(seed)),
+        int(step),
+        int(row_offset),
+    )
+
+
+# A custom op (with a fake kernel) so torch.compile traces through the update. The seed travels as a string:
+# the op schema's int is signed 64-bit, and seeds use all 64 bits.
+@torch.library.custom_op("synthcore::langevin_update", mutates_args=())
+def _langevin_op(
+    w: torch.Tensor,
+    F: torch.Tensor,
+    w_avg: Optional[torch.Tensor],
+    dt: float,
+    mu: float,
+    k_l: float,
+    eta: float,
+    seed: str,
+    step: int,
+    row_offset: int,
+) -> torch.Tensor:
+    w_c, F_c = w.contiguous(), F.contiguous()
+    avg = None if w_avg is None else w_avg.contiguous()
     out = torch.empty_like(w_c)
     _native.native_module().langevin(
         _backend.to_native(w_c),
         _backend.to_native(F_c),
         None if avg is None else _backend.to_native(avg),
         _backend.to_native(out),
-        float(dt),
-        float(mu),
-        float(k_l),
-        float(eta),
+        dt,
+        mu,
+        k_l,
+        eta,
         int(seed),
-        int(step),
-        int(row_offset),
+        step,
+        row_offset,
         False,
         _backend.num_threads(),
         _backend.cuda_stream(w_c),
     )
     return out
+
+
+@_langevin_op.register_fake
+def _(w, F, w_avg, dt, mu, k_l, eta, seed, step, row_offset):
+    return torch.empty_like(w, memory_format=torch.contiguous_format)
 
 
 def langevin_noise(

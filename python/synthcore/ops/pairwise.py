@@ -22,7 +22,7 @@ Three implementations share these semantics:
 """
 
 import math
-from typing import NamedTuple, Optional
+from typing import List, NamedTuple, Optional
 
 import torch
 
@@ -400,21 +400,54 @@ def pairwise(
     )
     if choice == "reference":
         return pairwise_reference(Q, K, **args)
+    out = _pairwise_op(
+        Q.detach(),
+        None if K is None else K.detach(),
+        q_groups,
+        k_groups,
+        _METRICS[metric],
+        float(r0),
+        float(k),
+        float(r_count),
+        bool(exclude_self),
+        int(query_offset),
+        bool(need_grad),
+        int(tile),
+    )
+    return PairwiseResult(out[0] if need_grad else None, *out[1:])
+
+
+# The whole tiled computation is one custom op (with a fake kernel), so torch.compile traces through it. It
+# returns gradients itself and is not differentiable.
+@torch.library.custom_op("synthcore::pairwise", mutates_args=())
+def _pairwise_op(
+    Q: torch.Tensor,
+    K: Optional[torch.Tensor],
+    q_groups: Optional[torch.Tensor],
+    k_groups: Optional[torch.Tensor],
+    metric: int,
+    r0: float,
+    k: float,
+    r_count: float,
+    exclude_self: bool,
+    query_offset: int,
+    need_grad: bool,
+    tile: int,
+) -> List[torch.Tensor]:
+    name = "angle" if metric == 0 else "l2"
     with torch.no_grad():
-        return _pairwise_native(
-            Q.detach(),
-            None if K is None else K.detach(),
-            metric,
-            r0,
-            k,
-            r_count,
-            exclude_self,
-            q_groups,
-            k_groups,
-            query_offset,
-            need_grad,
-            tile,
+        res = _pairwise_native(
+            Q, K, name, r0, k, r_count, exclude_self, q_groups, k_groups, query_offset, need_grad, tile
         )
+    grad = res.grad if need_grad else Q.new_empty(0, Q.shape[1])
+    return [grad, *res[1:]]
+
+
+@_pairwise_op.register_fake
+def _(Q, K, q_groups, k_groups, metric, r0, k, r_count, exclude_self, query_offset, need_grad, tile):
+    n = Q.shape[0]
+    grad = Q.new_empty(n if need_grad else 0, Q.shape[1])
+    return [grad] + [Q.new_empty(n) for _ in range(4)] + [Q.new_empty(n, dtype=torch.int64) for _ in range(2)]
 
 
 def pairwise_stats(
