@@ -12,7 +12,8 @@ only) plus, for dense tiles, 2 T^2 d (B(B-1) + B) for the forces (both sides of 
 with no pair inside skip the force products. GFLOP/s below are executed flops / time; "sgemm" is the best of
 torch.mm and numpy.matmul measured in this run.
 
-    python benchmarks/bench_pairwise.py [--full] [--json out.json]   (--full adds N = 64k and 100k)
+    python benchmarks/bench_pairwise.py [--full] [--n100k] [--json out.json]   (--full adds N = 64k; --n100k
+    adds a native-only N = 100k run for time and peak memory)
 """
 
 from __future__ import annotations
@@ -106,10 +107,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     ops = H.import_ops()
     from synthcore.ops.pairwise import pairwise_chunked, pairwise_reference
 
+    args.only_n100k = getattr(args, "only_n100k", False)
     rates = sgemm_rates(args.threads)
     best = max(rates.values())
     print("sgemm in this run: " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items()) + " GFLOP/s")
-    sizes = [1024, 2048] if s.quick else [1024, 4096, 16384] + ([65536] if s.full else [])
+    sizes = [] if args.only_n100k else ([1024, 2048] if s.quick else [1024, 4096, 16384] + ([65536] if s.full else []))
     kw = dict(metric="angle", r0=R0, exclude_self=True)
     rows = []
     for regime in ("start", "spread"):
@@ -159,7 +161,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 flush=True,
             )
             del X, nat, ch
-    if s.full:
+    if getattr(args, "n100k", False) or args.only_n100k:
         # The 100k case: native only (the chunked version needs ~30 minutes), peak memory is the point.
         n = 100_000
         X = make_rows("spread", n, torch.Generator().manual_seed(n))
@@ -190,8 +192,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--n100k", action="store_true", help="also run N = 100,000 (native only: time, peak memory)")
+    parser.add_argument("--only-n100k", action="store_true", help="run only the N = 100,000 case")
+
+
 def main() -> int:
-    return H.bench_main(run, __doc__)
+    return H.bench_main(run, __doc__, add_arguments)
 
 
 if __name__ == "__main__":
