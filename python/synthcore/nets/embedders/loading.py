@@ -1,0 +1,93 @@
+"""``load_embedder``: a ready-to-use ``Embedder`` from a checkpoint file or state dict."""
+
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from synthcore.nets.embedders.archs import ArchSpec, get_arch
+from synthcore.nets.embedders.checkpoint import unwrap_state_dict
+from synthcore.nets.embedders.detect import CheckpointError, detect_arch
+from synthcore.nets.embedders.embedder import Embedder, build_backbone
+from synthcore.nets.model_files import ModelFileError, read_model_file
+
+_LIST = 8  # keys shown per category in an error message
+
+
+def _listing(title: str, keys: List[str]) -> str:
+    more = f" (+{len(keys) - _LIST} more)" if len(keys) > _LIST else ""
+    return f"{title} ({len(keys)}): {', '.join(keys[:_LIST])}{more}"
+
+
+def _check_keys(model: nn.Module, sd: Dict[str, torch.Tensor], spec: ArchSpec, source: str) -> None:
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    mismatched = [f"{k} {list(sd[k].shape)} != {list(s)}" for k, s in expected.items() if k in sd and sd[k].shape != s]
+    if missing or unexpected or mismatched:
+        parts = [f"{source}: does not fit {spec.name}"]
+        for title, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
+            if keys:
+                parts.append(_listing(title, keys))
+        raise CheckpointError("; ".join(parts))
+
+
+def _resolve_arch(sd: Dict[str, torch.Tensor], arch: Optional[str], source: str) -> Tuple[ArchSpec, int]:
+    shapes = {k: tuple(v.shape) for k, v in sd.items()}
+    if arch is None:
+        try:
+            return detect_arch(shapes)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{source}: {exc}") from None
+    spec = get_arch(arch)
+    try:
+        found, size = detect_arch(shapes)
+    except CheckpointError:
+        return spec, 512  # let the key check say what does not fit
+    if found != spec:
+        raise CheckpointError(f"{source}: arch={spec.name} was requested but the checkpoint holds {found.name}")
+    return spec, size
+
+
+def embedder_from_state_dict(
+    state_dict: Dict[str, torch.Tensor],
+    arch: Optional[str] = None,
+    channel_order: Optional[str] = None,
+    source: str = "state dict",
+) -> Embedder:
+    """An eval-mode, frozen Embedder holding ``state_dict`` (already unwrapped; see ``unwrap_state_dict``)."""
+    spec, size = _resolve_arch(state_dict, arch, source)
+    with torch.device("meta"):
+        backbone = build_backbone(spec, size)  # no random init: every tensor comes from the checkpoint
+    # Releases trained in mixed precision may store half tensors; the networks run in float32.
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
+    for key in backbone.state_dict():
+        # PyTorch < 0.4.1 did not save these counters; they only matter for training.
+        if key.endswith("num_batches_tracked") and key not in sd:
+            sd[key] = torch.zeros((), dtype=torch.int64)
+    _check_keys(backbone, sd, spec, source)
+    backbone.load_state_dict(sd, strict=True, assign=True)
+    return Embedder(backbone, spec, channel_order).eval().requires_grad_(False)
+
+
+def load_embedder(
+    path: Union[str, Path],
+    arch: Optional[str] = None,
+    channel_order: Optional[str] = None,
+    device: Union[str, torch.device] = "cpu",
+) -> Embedder:
+    """Load a face-recognition checkpoint as an ``Embedder`` (eval mode, parameters frozen).
+
+    ``path``: insightface ``backbone.pth``, AdaFace Lightning ``.ckpt``, face.evoLVe / TreB1eN ``.pth``, or a
+    ``.safetensors`` file. The family and depth are detected from the keys; ``arch`` (e.g. ``"iresnet100"``)
+    asserts them instead. ``channel_order`` overrides the family's default (e.g. ``"BGR"`` for TreB1eN's
+    ``model_ir_se50.pth``, which shares evoLVe's keys but was trained on BGR). Raises ``CheckpointError`` (a
+    ``ValueError``) naming what is wrong when the file does not fit.
+    """
+    try:
+        obj = read_model_file(path)
+    except ModelFileError as exc:
+        raise CheckpointError(str(exc)) from None
+    sd, _heads = unwrap_state_dict(obj, source=str(path))
+    return embedder_from_state_dict(sd, arch, channel_order, source=str(path)).to(device)
