@@ -6,9 +6,9 @@ import sys
 from typing import List, Optional
 
 from synthcore import __version__
-from synthcore.cli import demo, info
+from synthcore.cli import demo, embed, info
 
-COMMANDS = [info, demo]
+COMMANDS = [info, demo, embed]
 
 
 def build_parser() -> argparse.ArgumentParser:
