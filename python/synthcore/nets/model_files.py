@@ -67,6 +67,8 @@ def _unreadable(path: Path, exc: BaseException) -> ModelFileError:
 
 
 def _load(path: Path, allowed: List[Any]) -> Any:
+    if not allowed:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
     with torch.serialization.safe_globals(allowed):
         return torch.load(str(path), map_location="cpu", weights_only=True)
 
@@ -84,6 +86,11 @@ def load_torch_file(path: Union[str, Path]) -> Any:
         first_error: BaseException = exc
     except Exception as exc:  # noqa: BLE001
         raise _unreadable(path, exc) from None
+    if not hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint"):
+        raise ModelFileError(
+            f"{path}: torch {torch.__version__} cannot read this file with weights_only=True; if it is a checkpoint "
+            "that pickles more than tensors (e.g. a Lightning .ckpt), reading it safely needs torch >= 2.5"
+        )
     try:
         needed = list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
     except Exception:  # noqa: BLE001
