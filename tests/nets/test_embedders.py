@@ -141,6 +141,18 @@ def test_embedder_rejects_wrong_input_size():
         embedder(torch.zeros(1, 1, 112, 112))
 
 
+def test_memory_formats_agree():
+    """Weights are stored channels_last by default (faster on CPU); the contiguous layout gives the same result."""
+    fast = embedder_from_state_dict(small_state_dict())
+    plain = embedder_from_state_dict(small_state_dict(), memory_format=torch.contiguous_format)
+    assert fast.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert plain.backbone.conv1.weight.is_contiguous()
+    x = torch.rand(2, 3, 112, 112) * 2 - 1
+    with torch.no_grad():
+        a, b = fast(x), plain(x)
+    assert ((a - b).abs().max() / b.abs().max()).item() < 1e-5
+
+
 def test_gradient_reaches_the_image_not_the_weights():
     embedder = embedder_from_state_dict(small_state_dict())
     x = (torch.rand(2, 3, 112, 112) * 2 - 1).requires_grad_(True)
