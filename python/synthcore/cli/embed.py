@@ -33,7 +33,11 @@ def add_parser(sub) -> None:
         help="none: the images are aligned 112x112 crops; or a fixed-crop preset for FFHQ-aligned generator output "
         "of any size: arcface, iresnet_bob, psp (the list is in synthcore.align.CROP_PRESETS)",
     )
-    p.add_argument("--arch", default=None, help="expected architecture, e.g. iresnet100 (checked against the checkpoint; None: detect it)")
+    p.add_argument(
+        "--arch",
+        default=None,
+        help="expected architecture, e.g. iresnet100 (checked against the checkpoint; None: detect it)",
+    )
     p.add_argument("--channel-order", choices=["RGB", "BGR"], default=None, help="override the family's default")
     p.add_argument("--flip", action="store_true", help="add the feature of the mirrored image (flip fusion)")
     p.add_argument("--batch-size", type=int, default=32)
