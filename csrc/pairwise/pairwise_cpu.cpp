@@ -27,98 +27,24 @@ struct Partial {  // column-side partial statistics of one thread (symmetric til
   }
 };
 
-// Everything one pair needs, from its entry of S (rewritten in place to the force coefficient).
-struct PairOut {
-  float d, cc, e;
-  bool valid, within, inside;
-};
-
-template <int Metric, bool Grouped, bool Exclude>
-__attribute__((always_inline)) inline PairOut eval_pair(float& s, int32_t j, int32_t self_col, bool same,
-                                                        int64_t g, const int64_t* k_group, float qs,
-                                                        const float* k_sq, float r0, float kc, float scale,
-                                                        float rc) {
-  bool valid = true;
-  if (Grouped) valid = k_group[j] == g;
-  if (Exclude) valid = valid && j != self_col;
-  // The expansion behind S loses the exact values of a row with itself; restore them.
-  const bool self = same && j == self_col;
-  if (self) s = Metric == kAngle ? 1.f : qs;
-  float d, coef, cc;
-  if (Metric == kAngle) {
-    float x = scale * s;
-    x = x > 1.f ? 1.f : (x < -1.f ? -1.f : x);
-    d = vacosf(x);
-    coef = (valid && d < r0) ? kc * (r0 - d) * scale / std::sqrt(1.f - x * x) : 0.f;
-    cc = coef * s;
-  } else {
-    const float d2 = self ? 0.f : qs + k_sq[j] - 2.f * s;
-    d = std::sqrt(d2 > 0.f ? d2 : 0.f);
-    // At d == 0 the direction is undefined: no force (as torch's norm gradient), but the energy counts.
-    coef = (valid && d < r0 && d > 0.f) ? kc * (r0 - d) / d : 0.f;
-    cc = coef;
-  }
-  s = coef;
-  const float e = (valid && d < r0) ? 0.5f * kc * (r0 - d) * (r0 - d) : 0.f;
-  return PairOut{d, cc, e, valid, valid && d < rc, coef != 0.f};
-}
-
-struct RowState {
-  int64_t gi;
-  int32_t self_col;  // column of the pair (i, i + query_offset) in this tile, or -1
-  int64_t g;
-  float qs;
-};
-
-template <int Metric, bool Grouped>
-inline RowState row_state(const PairTile& t, int64_t i, const float* q_sq, const int64_t* q_group) {
-  RowState r;
-  r.gi = t.row0 + i;
-  // Kept 32-bit like every other lane value: GCC 12 miscompiled int32 reductions fed by a 64-bit compare (AVX2).
-  const int64_t self64 = r.gi + t.query_offset - t.col0;
-  r.self_col = (self64 >= 0 && self64 < t.cols) ? int32_t(self64) : -1;
-  r.g = Grouped ? q_group[r.gi] : 0;
-  r.qs = Metric == kL2 ? q_sq[r.gi] : 0.f;
-  return r;
-}
-
-struct RowSums {
-  float e = 0.f, d = 0.f, c = 0.f, dmin = std::numeric_limits<float>::infinity(),
-        dmax = -std::numeric_limits<float>::infinity();
-  int32_t valid = 0, within = 0, inside = 0;
-  void add_to(const PairAcc& A, int64_t gi) const {
-    A.energy[gi] += e;
-    A.dist_sum[gi] += d;
-    A.coef_sum[gi] += c;
-    A.valid[gi] += valid;
-    A.within[gi] += within;
-    A.dist_min[gi] = std::min(A.dist_min[gi], dmin);
-    A.dist_max[gi] = std::max(A.dist_max[gi], dmax);
-  }
-};
-
 template <int Metric, bool Grouped, bool Exclude, bool Sym>
 int64_t run(float* S, const PairTile& t, const float* q_sq, const float* k_sq, const int64_t* q_group,
             const int64_t* k_group, const PairAcc& R, const PairAcc& C, int threads) {
   const float r0 = float(t.r0), kc = float(t.k), rc = float(t.r_count), sc_ = float(t.scale);
   const int64_t cols = t.cols;
   const int32_t cols32 = int32_t(cols);  // tiles are far below 2^31 columns (checked by the binding)
-  const bool same = t.same_rows;
-  const int64_t* kg = Grouped ? k_group + t.col0 : nullptr;
-  const float* ks = Metric == kL2 ? k_sq + t.col0 : nullptr;
-  // Symmetric tiles walk two rows per pass, so each column-side partial is read and written once per two entries.
-  constexpr int64_t kRowsPerPass = Sym ? 2 : 1;
-  const int64_t passes = (t.rows + kRowsPerPass - 1) / kRowsPerPass;
   int64_t inside_total = 0;
-  threads = int(std::max<int64_t>(1, std::min<int64_t>(threads, passes)));
+  threads = int(std::max<int64_t>(1, std::min<int64_t>(threads, t.rows)));
   std::vector<Partial> parts(Sym ? threads : 0);
 #pragma omp parallel num_threads(threads) reduction(+ : inside_total)
   {
-    Partial* P = nullptr;
-    float *pe = nullptr, *pd = nullptr, *pc = nullptr, *pmin = nullptr, *pmax = nullptr;
-    int32_t *pv = nullptr, *pw = nullptr;
+    // Raw, restrict-qualified pointers: the column partials never alias the tile, so the compiler may keep the
+    // loop free of alias checks.
+    float *__restrict pe = nullptr, *__restrict pd = nullptr, *__restrict pc = nullptr;
+    float *__restrict pmin = nullptr, *__restrict pmax = nullptr;
+    int32_t *__restrict pv = nullptr, *__restrict pw = nullptr;
     if (Sym) {
-      P = &parts[omp_get_thread_num()];
+      Partial* P = &parts[omp_get_thread_num()];
       P->reset(cols);
       pe = P->energy.data();
       pd = P->dsum.data();
@@ -129,88 +55,73 @@ int64_t run(float* S, const PairTile& t, const float* q_sq, const float* k_sq, c
       pw = P->within.data();
     }
 #pragma omp for schedule(static)
-    for (int64_t pass = 0; pass < passes; ++pass) {
-      const int64_t i = pass * kRowsPerPass;
-      if (Sym && i + 1 < t.rows) {
-        float* sa = S + i * t.ld;
-        float* sb = sa + t.ld;
-        const RowState a = row_state<Metric, Grouped>(t, i, q_sq, q_group);
-        const RowState b = row_state<Metric, Grouped>(t, i + 1, q_sq, q_group);
-        RowSums A, B;
-        float ae = 0.f, ad = 0.f, ac = 0.f, amin = A.dmin, amax = A.dmax;
-        float be = 0.f, bd = 0.f, bc = 0.f, bmin = B.dmin, bmax = B.dmax;
-        int32_t av = 0, aw = 0, ai = 0, bv = 0, bw = 0, bi = 0;
-#pragma omp simd reduction(+ : ae, ad, ac, av, aw, ai, be, bd, bc, bv, bw, bi) reduction(min : amin, bmin) \
-    reduction(max : amax, bmax)
-        for (int32_t j = 0; j < cols32; ++j) {
-          const PairOut x = eval_pair<Metric, Grouped, Exclude>(sa[j], j, a.self_col, same, a.g, kg, a.qs, ks, r0, kc,
-                                                                sc_, rc);
-          const PairOut y = eval_pair<Metric, Grouped, Exclude>(sb[j], j, b.self_col, same, b.g, kg, b.qs, ks, r0, kc,
-                                                                sc_, rc);
-          ae += x.e;
-          ac += x.cc;
-          ad += x.valid ? x.d : 0.f;
-          av += x.valid ? 1 : 0;
-          aw += x.within ? 1 : 0;
-          ai += x.inside ? 1 : 0;
-          amin = x.valid ? std::min(amin, x.d) : amin;
-          amax = x.valid ? std::max(amax, x.d) : amax;
-          be += y.e;
-          bc += y.cc;
-          bd += y.valid ? y.d : 0.f;
-          bv += y.valid ? 1 : 0;
-          bw += y.within ? 1 : 0;
-          bi += y.inside ? 1 : 0;
-          bmin = y.valid ? std::min(bmin, y.d) : bmin;
-          bmax = y.valid ? std::max(bmax, y.d) : bmax;
-          const float inf = std::numeric_limits<float>::infinity();
-          pe[j] += x.e + y.e;
-          pc[j] += x.cc + y.cc;
-          pd[j] += (x.valid ? x.d : 0.f) + (y.valid ? y.d : 0.f);
-          pv[j] += (x.valid ? 1 : 0) + (y.valid ? 1 : 0);
-          pw[j] += (x.within ? 1 : 0) + (y.within ? 1 : 0);
-          pmin[j] = std::min(pmin[j], std::min(x.valid ? x.d : inf, y.valid ? y.d : inf));
-          pmax[j] = std::max(pmax[j], std::max(x.valid ? x.d : -inf, y.valid ? y.d : -inf));
-        }
-        A.e = ae, A.d = ad, A.c = ac, A.dmin = amin, A.dmax = amax, A.valid = av, A.within = aw;
-        B.e = be, B.d = bd, B.c = bc, B.dmin = bmin, B.dmax = bmax, B.valid = bv, B.within = bw;
-        A.add_to(R, a.gi);
-        B.add_to(R, b.gi);
-        inside_total += ai + bi;
-        continue;
-      }
-      // One row (non-symmetric tiles, or the last odd row of a symmetric one).
-      float* sa = S + i * t.ld;
-      const RowState a = row_state<Metric, Grouped>(t, i, q_sq, q_group);
-      float ae = 0.f, ad = 0.f, ac = 0.f, amin = std::numeric_limits<float>::infinity(),
-            amax = -std::numeric_limits<float>::infinity();
-      int32_t av = 0, aw = 0, ai = 0;
-#pragma omp simd reduction(+ : ae, ad, ac, av, aw, ai) reduction(min : amin) reduction(max : amax)
+    for (int64_t i = 0; i < t.rows; ++i) {
+      float* __restrict s = S + i * t.ld;
+      const int64_t gi = t.row0 + i;
+      // Column of the pair (i, i + query_offset) in this tile, or -1. Kept 32-bit like every other lane value:
+      // GCC 12 miscompiled the int32 reductions below when a 64-bit compare fed them (AVX2 build).
+      const int64_t self64 = gi + t.query_offset - t.col0;
+      const int32_t self_col = (self64 >= 0 && self64 < cols) ? int32_t(self64) : -1;
+      const int64_t g = Grouped ? q_group[gi] : 0;
+      const float qs = Metric == kL2 ? q_sq[gi] : 0.f;
+      const bool same = t.same_rows;
+      float e_sum = 0.f, d_sum = 0.f, c_sum = 0.f, d_min = std::numeric_limits<float>::infinity(),
+            d_max = -std::numeric_limits<float>::infinity();
+      int32_t n_valid = 0, n_within = 0, n_inside = 0;
+#pragma omp simd reduction(+ : e_sum, d_sum, c_sum, n_valid, n_within, n_inside) reduction(min : d_min) \
+    reduction(max : d_max)
       for (int32_t j = 0; j < cols32; ++j) {
-        const PairOut x = eval_pair<Metric, Grouped, Exclude>(sa[j], j, a.self_col, same, a.g, kg, a.qs, ks, r0, kc,
-                                                              sc_, rc);
-        ae += x.e;
-        ac += x.cc;
-        ad += x.valid ? x.d : 0.f;
-        av += x.valid ? 1 : 0;
-        aw += x.within ? 1 : 0;
-        ai += x.inside ? 1 : 0;
-        amin = x.valid ? std::min(amin, x.d) : amin;
-        amax = x.valid ? std::max(amax, x.d) : amax;
+        bool valid = true;
+        if (Grouped) valid = k_group[t.col0 + j] == g;
+        if (Exclude) valid = valid && j != self_col;
+        // The expansion behind S loses the exact values of a row with itself; restore them.
+        const bool self = same && j == self_col;
+        if (self) s[j] = Metric == kAngle ? 1.f : qs;
+        float d, coef, cc;
+        if (Metric == kAngle) {
+          float x = sc_ * s[j];
+          x = x > 1.f ? 1.f : (x < -1.f ? -1.f : x);
+          d = vacosf(x);
+          coef = (valid && d < r0) ? kc * (r0 - d) * sc_ / std::sqrt(1.f - x * x) : 0.f;
+          cc = coef * s[j];
+        } else {
+          const float d2 = self ? 0.f : qs + k_sq[t.col0 + j] - 2.f * s[j];
+          d = std::sqrt(d2 > 0.f ? d2 : 0.f);
+          // At d == 0 the direction is undefined: no force (as torch's norm gradient), but the energy counts.
+          coef = (valid && d < r0 && d > 0.f) ? kc * (r0 - d) / d : 0.f;
+          cc = coef;
+        }
+        const bool in = coef != 0.f;
+        const float e = (valid && d < r0) ? 0.5f * kc * (r0 - d) * (r0 - d) : 0.f;
+        s[j] = coef;
+        e_sum += e;
+        c_sum += cc;
+        n_inside += in ? 1 : 0;
+        d_sum += valid ? d : 0.f;
+        n_valid += valid ? 1 : 0;
+        n_within += (valid && d < rc) ? 1 : 0;
+        d_min = valid ? std::min(d_min, d) : d_min;
+        d_max = valid ? std::max(d_max, d) : d_max;
         if (Sym) {
-          pe[j] += x.e;
-          pc[j] += x.cc;
-          pd[j] += x.valid ? x.d : 0.f;
-          pv[j] += x.valid ? 1 : 0;
-          pw[j] += x.within ? 1 : 0;
-          pmin[j] = x.valid ? std::min(pmin[j], x.d) : pmin[j];
-          pmax[j] = x.valid ? std::max(pmax[j], x.d) : pmax[j];
+          pe[j] += e;
+          pc[j] += cc;
+          pd[j] += valid ? d : 0.f;
+          pv[j] += valid ? 1 : 0;
+          pw[j] += (valid && d < rc) ? 1 : 0;
+          // Select first, then store unconditionally: a conditional store becomes a masked store, which is
+          // microcoded and slow on AMD cores.
+          pmin[j] = std::min(pmin[j], valid ? d : std::numeric_limits<float>::infinity());
+          pmax[j] = std::max(pmax[j], valid ? d : -std::numeric_limits<float>::infinity());
         }
       }
-      RowSums A;
-      A.e = ae, A.d = ad, A.c = ac, A.dmin = amin, A.dmax = amax, A.valid = av, A.within = aw;
-      A.add_to(R, a.gi);
-      inside_total += ai;
+      R.energy[gi] += e_sum;
+      R.dist_sum[gi] += d_sum;
+      R.coef_sum[gi] += c_sum;
+      R.valid[gi] += n_valid;
+      R.within[gi] += n_within;
+      R.dist_min[gi] = std::min(R.dist_min[gi], d_min);
+      R.dist_max[gi] = std::max(R.dist_max[gi], d_max);
+      inside_total += n_inside;
     }
   }
   if (Sym) {
