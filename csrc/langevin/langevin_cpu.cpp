@@ -20,25 +20,9 @@ void run(const T* w, const T* F, const T* w_avg, T* out, const LangevinArgs& a, 
   const T drift = T(a.dt / a.mu), diff = T(std::sqrt(a.dt) / a.mu * a.eta), kl = T(a.k_l);
   threads = a.rows * a.dim < 16384 ? 1 : std::max(1, threads);
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t i = 0; i < a.rows; ++i) {
-    const int64_t row = a.row_offset + i;
-    for (int64_t b = 0; b < blocks; ++b) {
-      T xi[4];
-      normal4<T>(a.seed, a.step, row, b, xi);
-      for (int q = 0; q < 4; ++q) {
-        const int64_t j = 4 * b + q;
-        if (j >= a.dim) break;
-        const int64_t e = i * a.dim + j;
-        if (noise_only) {
-          out[e] = xi[q];
-        } else {
-          T force = F[e];
-          if (w_avg) force += kl * (w_avg[j] - w[e]);
-          out[e] = w[e] + drift * force + diff * xi[q];
-        }
-      }
-    }
-  }
+  for (int64_t i = 0; i < a.rows; ++i)
+    for (int64_t b = 0; b < blocks; ++b)
+      langevin_block<T>(w, F, w_avg, out, i, b, a.dim, a.row_offset, a.seed, a.step, drift, diff, kl, noise_only);
 }
 
 }  // namespace

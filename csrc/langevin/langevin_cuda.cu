@@ -15,21 +15,8 @@ __global__ void langevin_kernel(const T* w, const T* F, const T* w_avg, T* out, 
   const int64_t blocks = (a.dim + 3) / 4, total = a.rows * blocks;
   const T drift = T(a.dt / a.mu), diff = T(sqrt(a.dt) / a.mu * a.eta), kl = T(a.k_l);
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < total; t += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t i = t / blocks, b = t % blocks;
-    T xi[4];
-    normal4<T>(a.seed, a.step, a.row_offset + i, b, xi);
-    for (int q = 0; q < 4; ++q) {
-      const int64_t j = 4 * b + q;
-      if (j >= a.dim) break;
-      const int64_t e = i * a.dim + j;
-      if (noise_only) {
-        out[e] = xi[q];
-      } else {
-        T force = F[e];
-        if (w_avg) force += kl * (w_avg[j] - w[e]);
-        out[e] = w[e] + drift * force + diff * xi[q];
-      }
-    }
+    langevin_block<T>(w, F, w_avg, out, t / blocks, t % blocks, a.dim, a.row_offset, a.seed, a.step, drift, diff, kl,
+                      noise_only);
   }
 }
 

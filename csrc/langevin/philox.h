@@ -60,4 +60,26 @@ SC_PHILOX_HD void normal4(uint64_t seed, int64_t step, int64_t row, int64_t bloc
   box_muller<T>(x.v[2], x.v[3], out[2], out[3]);
 }
 
+// One Philox block of the Langevin step: columns [4 b, 4 b + 4) of local row i (global row row_offset + i).
+// out = w + drift (F + kl (w_avg - w)) + diff xi, or out = xi when noise_only. Shared by the CPU and CUDA kernels.
+template <typename T>
+SC_PHILOX_HD void langevin_block(const T* w, const T* F, const T* w_avg, T* out, int64_t i, int64_t b, int64_t dim,
+                                 int64_t row_offset, uint64_t seed, int64_t step, T drift, T diff, T kl,
+                                 bool noise_only) {
+  T xi[4];
+  normal4<T>(seed, step, row_offset + i, b, xi);
+  for (int q = 0; q < 4; ++q) {
+    const int64_t j = 4 * b + q;
+    if (j >= dim) break;
+    const int64_t e = i * dim + j;
+    if (noise_only) {
+      out[e] = xi[q];
+    } else {
+      T force = F[e];
+      if (w_avg) force += kl * (w_avg[j] - w[e]);
+      out[e] = w[e] + drift * force + diff * xi[q];
+    }
+  }
+}
+
 }  // namespace sc
