@@ -42,17 +42,8 @@ PairAcc accumulators(Holder& h, const py::tuple& t, const char* side, int64_t ne
                                  DType::i64};
   std::array<void*, 7> ptr{};
   for (int i = 0; i < 7; ++i) {
-    std::string name = p + "." + names[i];
-    h.push_back(std::make_unique<Borrowed>(t[i], name.c_str()));
-    const View& v = h.back()->view();
-    require_ndim(v, 1);
-    require_same_device(S, v);
-    require_contiguous(v);
-    if (v.dtype != types[i]) {
-      throw py::type_error(name + ": expected " + dtype_name(types[i]) + ", got " + dtype_name(v.dtype));
-    }
-    if (v.shape[0] < need) throw py::value_error(name + ": too short for the tile");
-    ptr[i] = v.data;
+    const std::string name = p + "." + names[i];
+    ptr[i] = accumulator(h, t[i], name.c_str(), types[i], need, S);
   }
   PairAcc a;
   a.energy = static_cast<double*>(ptr[0]);

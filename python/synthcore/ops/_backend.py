@@ -30,17 +30,21 @@ def native_unavailable_reason(device: torch.device, dtype: torch.dtype) -> Optio
     return f"no native kernels for device type {device.type!r}"
 
 
-def choose_impl(op: str, impl: Optional[str], x: torch.Tensor) -> str:
+def choose_impl(op: str, impl: Optional[str], x: torch.Tensor, native_dtypes: Optional[tuple] = None) -> str:
     """Resolve ``impl`` (None, "native" or "reference") for an input tensor.
 
     None picks native where it is built for the tensor's device and dtype, else the reference.
-    Asking for "native" where it cannot run is an error, never a silent fallback.
+    Asking for "native" where it cannot run is an error, never a silent fallback. ``native_dtypes`` narrows
+    the dtypes an op's native kernels take.
     """
     if impl is not None and impl not in IMPLS:
         raise ValueError(f"{op}: impl must be None, 'native' or 'reference', got {impl!r}")
     if impl == "reference":
         return impl
     reason = native_unavailable_reason(x.device, x.dtype)
+    if reason is None and native_dtypes is not None and x.dtype not in native_dtypes:
+        names = ", ".join(str(d).replace("torch.", "") for d in native_dtypes)
+        reason = f"the {op} kernels take {names}, not {x.dtype}"
     if reason is None:
         return "native"
     if impl == "native":

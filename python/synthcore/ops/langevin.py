@@ -24,6 +24,7 @@ __all__ = [
     "langevin_update_reference",
 ]
 
+_NATIVE_DTYPES = (torch.float32, torch.float64)
 _MASK32 = 0xFFFFFFFF
 _PHILOX_M = (0xD2511F53, 0xCD9E8D57)
 _PHILOX_W = (0x9E3779B9, 0xBB67AE85)
@@ -119,15 +120,6 @@ def _validate_update(w, F, w_avg, dt, mu, k_l, eta):
         raise ValueError("langevin_update: k_l and eta must be finite")
 
 
-def _native_ok(impl: Optional[str], x: torch.Tensor, op: str) -> bool:
-    choice = _backend.choose_impl(op, impl, x)
-    if choice == "native" and x.dtype not in (torch.float32, torch.float64):
-        if impl == "native":
-            raise RuntimeError(f"{op}: impl='native' is not available for {x.dtype}")
-        return False
-    return choice == "native"
-
-
 def langevin_update(
     w: torch.Tensor,
     F: torch.Tensor,
@@ -149,7 +141,7 @@ def langevin_update(
     """
     _validate_update(w, F, w_avg, float(dt), float(mu), float(k_l), float(eta))
     _check_seed_step(seed, step, row_offset)
-    if not _native_ok(impl, w, "langevin_update"):
+    if _backend.choose_impl("langevin_update", impl, w, _NATIVE_DTYPES) == "reference":
         return langevin_update_reference(
             w, F, w_avg, dt=dt, mu=mu, k_l=k_l, eta=eta, seed=seed, step=step, row_offset=row_offset
         )
@@ -224,7 +216,7 @@ def langevin_noise(
     if rows < 0 or dim < 0:
         raise ValueError("langevin_noise: rows and dim must be >= 0")
     out = torch.empty(rows, dim, dtype=dtype, device=device)
-    if not _native_ok(impl, out, "langevin_noise"):
+    if _backend.choose_impl("langevin_noise", impl, out, _NATIVE_DTYPES) == "reference":
         return langevin_noise_reference(rows, dim, seed, step, row_offset, dtype, torch.device(device))
     _native.native_module().langevin(
         None,

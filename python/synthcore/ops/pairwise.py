@@ -61,7 +61,7 @@ def _validate(Q, K, metric, r0, k, r_count, q_groups, k_groups, query_offset):
     for name, v in (("r0", r0), ("k", k), ("r_count", r_count)):
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
             raise ValueError(f"pairwise: {name} must be a finite number >= 0, got {v!r}")
-    if (q_groups is None) != (k_groups is None and K is not None) and K is not None:
+    if K is not None and (q_groups is None) != (k_groups is None):
         raise ValueError("pairwise: give groups for both queries and keys, or for neither")
     m = Q.shape[0] if K is None else K.shape[0]
     for name, g, n in (("q_groups", q_groups, Q.shape[0]), ("k_groups", k_groups, m)):
@@ -74,11 +74,6 @@ def _validate(Q, K, metric, r0, k, r_count, q_groups, k_groups, query_offset):
         _backend.require_same_device("pairwise", name, g, "Q", Q)
     if query_offset < 0 or (query_offset and query_offset + Q.shape[0] > m):
         raise ValueError(f"pairwise: query_offset {query_offset} does not fit {Q.shape[0]} queries into {m} keys")
-
-
-def _finish_stats(dsum, valid, dtype):
-    mean = dsum / valid.to(dsum.dtype)
-    return mean.to(dtype)
 
 
 def _same_rows(Q: torch.Tensor, K: Optional[torch.Tensor], query_offset: int) -> bool:
@@ -382,13 +377,7 @@ def pairwise(
         raise ValueError("pairwise: with K=None give q_groups only")
     if tile < 1:
         raise ValueError(f"pairwise: tile must be >= 1, got {tile}")
-    choice = _backend.choose_impl("pairwise", impl, Q)
-    if choice == "native" and Q.dtype != torch.float32:
-        if impl == "native":
-            raise RuntimeError(
-                f"pairwise: impl='native' is not available: the native kernels take float32, not {Q.dtype}"
-            )
-        choice = "reference"
+    choice = _backend.choose_impl("pairwise", impl, Q, (torch.float32,))
     args = dict(
         metric=metric,
         r0=r0,
