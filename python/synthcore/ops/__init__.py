@@ -3,6 +3,13 @@ where it is built for the input's device and dtype, else reference)."""
 
 from synthcore.ops.bias_act import ACTIVATIONS, bias_act, bias_act_reference
 from synthcore.ops.langevin import adaptive_timestep, langevin_noise, langevin_update
+from synthcore.ops.modconv import (
+    conv2d_resample,
+    conv2d_resample_reference,
+    demod_coefficients,
+    modconv,
+    modconv_reference,
+)
 from synthcore.ops.pairwise import PairwiseResult, pairwise, pairwise_chunked, pairwise_reference, pairwise_stats
 from synthcore.ops.upfirdn2d import (
     downsample2d,
@@ -17,6 +24,11 @@ __all__ = [
     "ACTIVATIONS",
     "PairwiseResult",
     "adaptive_timestep",
+    "conv2d_resample",
+    "conv2d_resample_reference",
+    "demod_coefficients",
+    "modconv",
+    "modconv_reference",
     "langevin_noise",
     "langevin_update",
     "pairwise",
