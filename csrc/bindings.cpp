@@ -8,6 +8,7 @@
 #include "common/cpu_features.h"
 #include "common/cuda_info.h"
 #include "langevin/langevin_api.h"
+#include "modconv/modconv_api.h"
 #include "pairwise/pairwise_api.h"
 #include "upfirdn2d/upfirdn2d_api.h"
 
@@ -57,6 +58,15 @@ PYBIND11_MODULE(_C, m) {
   m.def("langevin", &sc::langevin, py::arg("w"), py::arg("F"), py::arg("w_avg"), py::arg("out"), py::arg("dt"),
         py::arg("mu"), py::arg("k_l"), py::arg("eta"), py::arg("seed"), py::arg("step"), py::arg("row_offset"),
         py::arg("noise_only"), py::arg("threads"), py::arg("stream") = 0);
+
+  m.def("modconv_epilogue", &sc::modconv_epilogue, py::arg("t"), py::arg("d"), py::arg("noise"), py::arg("bias"),
+        py::arg("out"), py::arg("act"), py::arg("alpha"), py::arg("gain"), py::arg("clamp"), py::arg("threads"),
+        py::arg("stream") = 0);
+  m.def("modconv_epilogue_grad", &sc::modconv_epilogue_grad, py::arg("gy"), py::arg("t"), py::arg("d"),
+        py::arg("noise"), py::arg("bias"), py::arg("gt"), py::arg("gd"), py::arg("gsum"), py::arg("act"),
+        py::arg("alpha"), py::arg("gain"), py::arg("clamp"), py::arg("threads"), py::arg("stream") = 0);
+  m.def("modconv_scale_grad", &sc::modconv_scale_grad, py::arg("g"), py::arg("x"), py::arg("s"), py::arg("gx"),
+        py::arg("gs"), py::arg("threads"), py::arg("stream") = 0);
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {

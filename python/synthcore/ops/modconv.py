@@ -29,6 +29,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from synthcore import _native
 from synthcore.ops import _backend
 from synthcore.ops.bias_act import ACTIVATIONS, bias_act_reference
 from synthcore.ops.upfirdn2d import _filter_size, _parse_padding, upfirdn2d
@@ -396,16 +397,205 @@ def modconv(
     )
 
 
+# --- native custom ops -------------------------------------------------------------------------------------
+# Two fused elementwise halves around torch's convolution:
+#   modconv_scale:     xs = x * s[n, c]; backward gives gx and gs in one native pass.
+#   modconv_epilogue:  y = clamp(gain * act(d[n, c] * t + noise + bias[c])); backward recomputes the
+#                      pre-activation from the saved t and gives gt = gz * d, sum(gz * t) and sum(gz) per plane
+#                      in one native pass. Without autograd the epilogue runs in place on t.
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _opt(t: Optional[torch.Tensor]):
+    return None if t is None else _backend.to_native(t)
+
+
+@torch.library.custom_op("synthcore::modconv_scale", mutates_args=())
+def _scale_op(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    return x * s.to(x.dtype)[:, :, None, None]
+
+
+@_scale_op.register_fake
+def _(x, s):
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("synthcore::modconv_scale_grad", mutates_args=())
+def _scale_grad_op(g: torch.Tensor, x: torch.Tensor, s: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    g, x = g.contiguous(), x.contiguous()
+    gx = torch.empty_like(g)
+    gs = torch.empty(s.shape, dtype=_acc_dtype(x.dtype), device=x.device)
+    _native.native_module().modconv_scale_grad(
+        _backend.to_native(g), _backend.to_native(x), _backend.to_native(s.to(gs.dtype).contiguous()),
+        _backend.to_native(gx), _backend.to_native(gs), _backend.num_threads(), _backend.cuda_stream(x),
+    )  # fmt: skip
+    return gx, gs
+
+
+@_scale_grad_op.register_fake
+def _(g, x, s):
+    return torch.empty_like(g, memory_format=torch.contiguous_format), s.new_empty(s.shape, dtype=_acc_dtype(x.dtype))
+
+
+def _scale_setup(ctx, inputs, output):
+    x, s = inputs
+    ctx.save_for_backward(x, s)
+
+
+def _scale_backward(ctx, g):
+    x, s = ctx.saved_tensors
+    if not (ctx.needs_input_grad[0] or ctx.needs_input_grad[1]):
+        return None, None
+    gx, gs = _scale_grad_op(g, x, s)
+    return (gx if ctx.needs_input_grad[0] else None), (gs.to(s.dtype) if ctx.needs_input_grad[1] else None)
+
+
+_scale_op.register_autograd(_scale_backward, setup_context=_scale_setup)
+
+
+def _run_epilogue(t, d, noise, bias, out, act, alpha, gain, clamp):
+    _native.native_module().modconv_epilogue(
+        _backend.to_native(t), _opt(d), _opt(noise), _opt(bias), _backend.to_native(out), act, alpha, gain, clamp,
+        _backend.num_threads(), _backend.cuda_stream(t),
+    )  # fmt: skip
+
+
+@torch.library.custom_op("synthcore::modconv_epilogue", mutates_args=())
+def _epilogue_op(
+    t: torch.Tensor,
+    d: Optional[torch.Tensor],
+    noise: Optional[torch.Tensor],
+    bias: Optional[torch.Tensor],
+    act: int,
+    alpha: float,
+    gain: float,
+    clamp: float,
+) -> torch.Tensor:
+    out = torch.empty_like(t)
+    _run_epilogue(t, d, noise, bias, out, act, alpha, gain, clamp)
+    return out
+
+
+@_epilogue_op.register_fake
+def _(t, d, noise, bias, act, alpha, gain, clamp):
+    return torch.empty_like(t)
+
+
+@torch.library.custom_op("synthcore::modconv_epilogue_", mutates_args=("t",))
+def _epilogue_inplace_op(
+    t: torch.Tensor,
+    d: Optional[torch.Tensor],
+    noise: Optional[torch.Tensor],
+    bias: Optional[torch.Tensor],
+    act: int,
+    alpha: float,
+    gain: float,
+    clamp: float,
+) -> None:
+    _run_epilogue(t, d, noise, bias, t, act, alpha, gain, clamp)
+
+
+@_epilogue_inplace_op.register_fake
+def _(t, d, noise, bias, act, alpha, gain, clamp):
+    return None
+
+
+@torch.library.custom_op("synthcore::modconv_epilogue_grad", mutates_args=())
+def _epilogue_grad_op(
+    gy: torch.Tensor,
+    t: torch.Tensor,
+    d: Optional[torch.Tensor],
+    noise: Optional[torch.Tensor],
+    bias: Optional[torch.Tensor],
+    act: int,
+    alpha: float,
+    gain: float,
+    clamp: float,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    gy = gy.contiguous()
+    gt = torch.empty_like(t)
+    gd = torch.empty(t.shape[:2], dtype=_acc_dtype(t.dtype), device=t.device)
+    gsum = torch.empty_like(gd)
+    _native.native_module().modconv_epilogue_grad(
+        _backend.to_native(gy), _backend.to_native(t), _opt(d), _opt(noise), _opt(bias), _backend.to_native(gt),
+        _backend.to_native(gd), _backend.to_native(gsum), act, alpha, gain, clamp, _backend.num_threads(),
+        _backend.cuda_stream(t),
+    )  # fmt: skip
+    return gt, gd, gsum
+
+
+@_epilogue_grad_op.register_fake
+def _(gy, t, d, noise, bias, act, alpha, gain, clamp):
+    gd = t.new_empty(t.shape[:2], dtype=_acc_dtype(t.dtype))
+    return torch.empty_like(t), gd, torch.empty_like(gd)
+
+
+def _epilogue_setup(ctx, inputs, output):
+    t, d, noise, bias, act, alpha, gain, clamp = inputs
+    ctx.save_for_backward(t, d, noise, bias)
+    ctx.args = (act, alpha, gain, clamp)
+
+
+def _epilogue_backward(ctx, gy):
+    t, d, noise, bias = ctx.saved_tensors
+    gt, gd, gsum = _epilogue_grad_op(gy, t, d, noise, bias, *ctx.args)
+    need_t, need_d, need_noise, need_bias = ctx.needs_input_grad[:4]
+    g_noise = None
+    if need_noise:
+        gz = gt if d is None else gt / d.to(gt.dtype)[:, :, None, None]  # undo the d factor: noise enters before it
+        g_noise = gz.sum(1).reshape(t.shape[0], -1)
+        if noise.shape[0] == 1:
+            g_noise = g_noise.sum(0, keepdim=True)
+        g_noise = g_noise.to(noise.dtype)
+    return (
+        gt if need_t else None,
+        gd.to(d.dtype) if need_d else None,
+        g_noise,
+        gsum.sum(0).to(bias.dtype) if need_bias else None,
+        None, None, None, None,
+    )  # fmt: skip
+
+
+_epilogue_op.register_autograd(_epilogue_backward, setup_context=_epilogue_setup)
+
+
 def _modconv_native(x, weight, styles, noise, bias, up, down, pad, f, demodulate, flip_weight, act, alpha, gain, clamp):
+    spec = ACTIVATIONS[act]
+    alpha = spec.def_alpha if alpha is None else float(alpha)
+    gain = spec.def_gain if gain is None else float(gain)
+    clamp = -1.0 if clamp is None else float(clamp)
+    if not (math.isfinite(alpha) and math.isfinite(gain)):
+        raise ValueError(f"modconv: alpha and gain must be finite, got alpha={alpha}, gain={gain}")
+    if math.isnan(clamp):
+        raise ValueError("modconv: clamp must not be NaN")
     if x.dtype == torch.float16 and demodulate:
         weight, styles = _fp16_prenormalise(weight, styles)
+    need_grad = torch.is_grad_enabled() and any(
+        v is not None and v.requires_grad for v in (x, weight, styles, noise, bias)
+    )
+    acc = _acc_dtype(x.dtype)
     d = demod_coefficients(weight, styles) if demodulate else None
-    xs = x * styles.to(x.dtype)[:, :, None, None]
-    t = _conv2d_resample(xs, weight.to(x.dtype), f, up, down, pad, 1, flip_weight, False, "native")
-    from synthcore.ops.bias_act import bias_act
-
-    if d is not None:
-        t = t * d.to(t.dtype)[:, :, None, None]
+    s = styles.to(acc)
+    o, i, kh, kw = weight.shape
+    if kh == kw == 1 and up == down == 1 and not any(pad) and o * 8 <= x.shape[2] * x.shape[3]:
+        # A 1x1 layer with few outputs (ToRGB: 3): the modulated weight [N, O, I] is far smaller than the
+        # activation, so scaling it costs nothing and saves the pass over x; one batched product per sample.
+        we = (weight[:, :, 0, 0].to(acc)[None] * s[:, None, :]).to(x.dtype)
+        t = torch.bmm(we, x.reshape(x.shape[0], i, -1)).reshape(x.shape[0], o, *x.shape[2:])
+    else:
+        xs = _scale_op(x.contiguous(), s) if need_grad else x * s.to(x.dtype)[:, :, None, None]
+        t = _conv2d_resample(xs, weight.to(x.dtype), f, up, down, pad, 1, flip_weight, False, "native")
+    t = t.contiguous()
+    n, _, h, w = t.shape
+    nz = None
     if noise is not None:
-        t = t + noise.to(t.dtype)
-    return bias_act(t, bias, 1, act, alpha, gain, clamp, impl="native")
+        nz = noise.to(x.dtype).reshape(-1, h * w)
+        nz = nz.contiguous()
+    b = None if bias is None else bias.to(x.dtype).contiguous()
+    if need_grad:
+        return _epilogue_op(t, d, nz, b, spec.code, alpha, gain, clamp)
+    _epilogue_inplace_op(t, d, nz, b, spec.code, alpha, gain, clamp)
+    return t
