@@ -1,0 +1,178 @@
+"""``FacePipeline``: W latents to images to identity embeddings, batched, with gradients back to W.
+
+The identity algorithms move latents ``w`` [N, w_dim] of a StyleGAN2-family generator. One latent drives every
+synthesis layer (``ws = w`` repeated ``num_ws`` times), the image is cropped to the recognition frame, and the
+face-recognition network gives the identity embedding (raw, not normalised). Both networks run in eval mode with
+frozen parameters, and synthesis noise is ``const`` by default, so an embedding is a deterministic function of its
+own latent alone: that is what makes batched gradients equal to per-identity ones (see ``langevin.py``).
+"""
+
+from typing import Callable, Iterator, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from synthcore.embedding import Crop, prepare
+from synthcore.progress import Progress
+
+__all__ = ["FacePipeline", "batches"]
+
+NOISE_MODES = ("const", "none")
+
+
+def batches(n: int, batch: int) -> Iterator[Tuple[int, int]]:
+    """(lo, hi) row ranges of at most ``batch`` rows covering 0..n."""
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    for lo in range(0, n, batch):
+        yield lo, min(n, lo + batch)
+
+
+class FacePipeline:
+    """Generator + crop + embedder, as one map from W latents to identity embeddings.
+
+    Args:
+        generator: object with ``mapping(z, c, truncation_psi=...)``, ``synthesis(ws, noise_mode=..., impl=...)``
+            and attributes ``z_dim, c_dim, w_dim, num_ws, img_resolution, img_channels``, buffer
+            ``mapping.w_avg`` (``synthcore.nets.stylegan2.Generator``).
+        embedder: module mapping crops [N, 3, S, S] (RGB, [-1, 1]) to raw features [N, e]
+            (``synthcore.nets.embedders.Embedder``).
+        crop: how generator frames become recognition crops: a ``synthcore.align.fixed_crop`` preset (default
+            ``"arcface"``, for FFHQ-aligned generators), a callable, or None (the embedder takes the frames).
+        noise_mode: synthesis noise, ``"const"`` (the generator's stored noise; default) or ``"none"``. Random
+            noise is not offered: it would make embeddings differ from those of the saved images.
+        impl: op implementation passed to synthesis (None, "native" or "reference").
+
+    Both networks are put in eval mode with ``requires_grad_(False)``: gradients are only ever taken with
+    respect to latents.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        embedder: nn.Module,
+        crop: Crop = "arcface",
+        noise_mode: str = "const",
+        impl: Optional[str] = None,
+    ) -> None:
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        channels = int(getattr(generator, "img_channels", 3))
+        if channels != 3:
+            raise ValueError(f"the generator makes {channels}-channel images; identity embedders need RGB (3)")
+        self.G = generator.eval().requires_grad_(False)
+        self.E = embedder.eval().requires_grad_(False)
+        self.crop = crop
+        self.noise_mode = noise_mode
+        self.impl = impl
+        self.input_size = int(getattr(embedder, "input_size", 112))
+
+    # --- facts about the generator ------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.G.mapping.w_avg.device
+
+    @property
+    def w_dim(self) -> int:
+        return int(self.G.w_dim)
+
+    @property
+    def z_dim(self) -> int:
+        return int(self.G.z_dim)
+
+    @property
+    def c_dim(self) -> int:
+        return int(self.G.c_dim)
+
+    @property
+    def w_avg(self) -> torch.Tensor:
+        """The generator's tracked mean latent, [w_dim], float32."""
+        return self.G.mapping.w_avg.detach().float()
+
+    # --- maps ---------------------------------------------------------------------------------------------
+
+    def map(self, z: torch.Tensor, c: Optional[torch.Tensor] = None, truncation_psi: float = 0.7) -> torch.Tensor:
+        """W latents [N, w_dim] of z [N, z_dim] (and labels c [N, c_dim]), truncated towards ``w_avg``."""
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must be [N, {self.z_dim}], got {list(z.shape)}")
+        if c is None:
+            c = z.new_zeros(z.shape[0], self.c_dim)
+        with torch.no_grad():
+            ws = self.G.mapping(z.to(self.device), c.to(self.device), truncation_psi=truncation_psi)
+        return ws[:, 0].float()
+
+    def images(self, w: torch.Tensor) -> torch.Tensor:
+        """Generator frames [N, 3, R, R] (nominally [-1, 1], not clipped) of W latents [N, w_dim]."""
+        if w.ndim != 2 or w.shape[1] != self.w_dim:
+            raise ValueError(f"w must be [N, {self.w_dim}], got {list(w.shape)}")
+        ws = w.unsqueeze(1).expand(w.shape[0], int(self.G.num_ws), w.shape[1])
+        return self.G.synthesis(ws, noise_mode=self.noise_mode, impl=self.impl)
+
+    def crops(self, images: torch.Tensor) -> torch.Tensor:
+        """Recognition crops of generator frames (what the embedder sees)."""
+        return prepare(images, self.input_size, self.crop)
+
+    def embed(self, w: torch.Tensor) -> torch.Tensor:
+        """Raw embeddings [N, e] of W latents; differentiable in ``w`` (one forward, no batching)."""
+        return self.E(self.crops(self.images(w)))
+
+    def embed_batched(
+        self, w: torch.Tensor, batch: int, progress: Optional[Progress] = None, label: str = ""
+    ) -> torch.Tensor:
+        """Embeddings of many latents, ``batch`` rows at a time, without gradients; float32 on w's device."""
+        out = []
+        with torch.no_grad():
+            for lo, hi in batches(w.shape[0], batch):
+                out.append(self.embed(w[lo:hi].to(self.device)).float())
+                if progress is not None:
+                    progress.update(hi - lo)
+        if not out:
+            return w.new_zeros(0, self._embedding_size())
+        return torch.cat(out).to(w.device)
+
+    def backprop(
+        self, w: torch.Tensor, embedding_grad: Callable[[torch.Tensor], torch.Tensor]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings of ``w`` and the gradient dU/dw of a potential U given through its embedding gradient.
+
+        ``embedding_grad(e)`` receives the embeddings [n, e] (detached) and returns dU/de. Because every
+        embedding depends on its own latent only, one backward pass gives each row's dU_i/dw_i.
+        Returns (embeddings [n, e] detached, dU/dw [n, w_dim]).
+        """
+        w = w.detach().to(self.device).requires_grad_(True)
+        with torch.enable_grad():
+            e = self.embed(w)
+            g = embedding_grad(e.detach().float()).to(e.dtype)
+            (grad_w,) = torch.autograd.grad(e, w, grad_outputs=g)
+        return e.detach().float(), grad_w.float()
+
+    def backprop_potential(
+        self, w: torch.Tensor, potential: Callable[[torch.Tensor], torch.Tensor]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Like :meth:`backprop`, for a potential written as a differentiable function of the embeddings."""
+
+        def embedding_grad(e: torch.Tensor) -> torch.Tensor:
+            e = e.detach().requires_grad_(True)
+            with torch.enable_grad():
+                (g,) = torch.autograd.grad(potential(e), e)
+            return g
+
+        return self.backprop(w, embedding_grad)
+
+    def _embedding_size(self) -> int:
+        size = getattr(self.E, "embedding_size", None)
+        if size is not None:
+            return int(size)
+        with torch.no_grad():
+            return int(self.embed(self.w_avg[None].to(self.device)).shape[1])
+
+
+def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
+    """``device`` as a torch.device; "auto"/None picks CUDA when torch sees a GPU. Clear error if it cannot run."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device} was asked for, but torch sees no GPU")
+    return dev
