@@ -25,6 +25,7 @@ import _harness as H
 BENCHMARKS: list[str] = [
     "bench_upfirdn2d",
     "bench_bias_act",
+    "bench_modconv",
     "bench_pairwise",
 ]
 
