@@ -5,7 +5,8 @@
 ``reject``: candidates k = 0, 1, 2, ... (latent k drawn as above) are examined in order, and a candidate is accepted
 when its embedding is at least ``ict`` radians from every identity accepted before it. Candidates are embedded
 in batches, but acceptance is decided one candidate at a time in candidate order, so the result does not depend on
-the batch size (beyond float rounding of the embeddings). It stops after ``num_identities`` acceptances, or with an error after ``max_candidates``.
+the batch size (beyond float rounding of the embeddings). It stops after ``num_identities`` acceptances, or with
+an error after ``max_candidates``.
 """
 
 import math
