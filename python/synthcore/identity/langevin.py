@@ -45,6 +45,7 @@ __all__ = [
     "initial_latents",
     "interaction_forces",
     "interaction_forces_per_identity",
+    "langevin_iteration",
     "run_langevin",
 ]
 
@@ -171,6 +172,64 @@ def interaction_forces_per_identity(
     return out
 
 
+def _embedding_row(t, e, w, w_avg, cfg, external, impl) -> Dict[str, float]:
+    row = {"iteration": float(t), **distance_stats(e, w, w_avg, cfg.ict, impl=impl)}
+    if external is not None and external.shape[0]:
+        row["ext_dist_min"] = float(pairwise(e, external, r0=0.0, need_grad=False, impl=impl).dist_min.min())
+    return row
+
+
+def langevin_iteration(
+    pipe: FacePipeline,
+    w: torch.Tensor,
+    t: int,
+    cfg: LangevinConfig,
+    *,
+    batch: int,
+    keys: Optional[torch.Tensor] = None,
+    external: Optional[torch.Tensor] = None,
+    impl: Optional[str] = None,
+    progress: Optional[Progress] = None,
+    per_identity: bool = False,
+):
+    """Step t of Langevin from latents ``w`` = w_t [N, w_dim] (all forwards, backwards and the update).
+
+    Returns (w_{t+1}, embeddings of w_t, stats row of step t, keys for step t+1). ``keys`` is only used by the
+    single-forward variant (the previous step's with-gradient embeddings; None on its first step).
+    ``per_identity=True`` computes the forces with the published per-identity loop instead of batches (the
+    baseline of ``benchmarks/bench_langevin.py``; same maths).
+    """
+    n, dev = w.shape[0], w.device
+    w_avg = pipe.w_avg.to(dev)
+    if cfg.single_forward:
+        if keys is None:  # first step of the run: keys of w_t itself
+            keys = pipe.embed_batched(w, batch, progress)
+        f_int, e = interaction_forces(pipe, w, keys, cfg, batch, external, impl, progress)
+    else:
+        e = pipe.embed_batched(w, batch, progress)
+        if per_identity:
+            f_int = interaction_forces_per_identity(pipe, w, e, cfg, external)
+            if progress is not None:
+                progress.update(n)
+        else:
+            f_int, _ = interaction_forces(pipe, w, e, cfg, batch, external, impl, progress)
+    row = _embedding_row(t, e, w, w_avg, cfg, external, impl)
+    f_lat = cfg.k_l * (w_avg - w)
+    drift = f_int + f_lat
+    dt = cfg.dt if cfg.dt is not None else adaptive_timestep(w, drift, cfg.tau, cfg.mu, impl=impl)
+    noise_seed = derive_seed(cfg.seed, "langevin")
+    xi = langevin_noise(n, w.shape[1], noise_seed, t, 0, w.dtype, dev, impl=impl)
+    row.update(norm_stats("intf", f_int))
+    row.update(norm_stats("latf", f_lat))
+    row.update(norm_stats("rndf", cfg.eta * xi))
+    row.update(norm_stats("totf", drift))
+    row["timestep"] = float(dt)
+    w_next = langevin_update(
+        w, f_int, w_avg, dt=dt, mu=cfg.mu, k_l=cfg.k_l, eta=cfg.eta, seed=noise_seed, step=t, impl=impl
+    )
+    return w_next, e, row, (e if cfg.single_forward else None)
+
+
 def _check_resume(state: Dict[str, Any], cfg: LangevinConfig, w_dim: int) -> None:
     saved = state.get("config", {})
     diff = [f"{k}: checkpoint {saved.get(k)!r} vs now {v!r}" for k, v in cfg.to_dict().items() if saved.get(k) != v]
@@ -208,8 +267,6 @@ def run_langevin(
         on_iteration: called with (iteration, stats row) after each iteration.
     """
     n, dev = cfg.num_identities, pipe.device
-    w_avg = pipe.w_avg.to(dev)
-    noise_seed = derive_seed(cfg.seed, "langevin")
     if external is not None:
         external = external.detach().float().to(dev)
         if external.ndim != 2:
@@ -229,40 +286,10 @@ def run_langevin(
     first_keys = int(cfg.single_forward and keys is None and remaining > 0)
     total = n * (remaining * (1 if cfg.single_forward else 2) + 1 + first_keys)
     with Progress(total, "langevin", enabled=progress) as bar:
-        for t in range(start, cfg.iterations + 1):
-            last = t == cfg.iterations
-            if cfg.single_forward and not last:
-                if keys is None:  # first step of the run: keys of w_0
-                    keys = pipe.embed_batched(w, batch, bar)
-                f_int, e = interaction_forces(pipe, w, keys, cfg, batch, external, impl, bar)
-            else:
-                e = pipe.embed_batched(w, batch, bar)
-                if not last:
-                    f_int, _ = interaction_forces(pipe, w, e, cfg, batch, external, impl, bar)
-            row = {"iteration": float(t), **distance_stats(e, w, w_avg, cfg.ict, impl=impl)}
-            if external is not None and external.shape[0]:
-                ext = pairwise(e, external, r0=0.0, need_grad=False, impl=impl)
-                row["ext_dist_min"] = float(ext.dist_min.min())
-            if last:
-                row.update(NAN_FORCES)
-                row["timestep"] = math.nan
-                stats.append(row)
-                if on_iteration is not None:
-                    on_iteration(t, row)
-                break
-            f_lat = cfg.k_l * (w_avg - w)
-            drift = f_int + f_lat
-            dt = cfg.dt if cfg.dt is not None else adaptive_timestep(w, drift, cfg.tau, cfg.mu, impl=impl)
-            xi = langevin_noise(n, w.shape[1], noise_seed, t, 0, w.dtype, dev, impl=impl)
-            row.update(norm_stats("intf", f_int))
-            row.update(norm_stats("latf", f_lat))
-            row.update(norm_stats("rndf", cfg.eta * xi))
-            row.update(norm_stats("totf", drift))
-            row["timestep"] = float(dt)
-            w = langevin_update(
-                w, f_int, w_avg, dt=dt, mu=cfg.mu, k_l=cfg.k_l, eta=cfg.eta, seed=noise_seed, step=t, impl=impl
+        for t in range(start, cfg.iterations):
+            w, e, row, keys = langevin_iteration(
+                pipe, w, t, cfg, batch=batch, keys=keys, external=external, impl=impl, progress=bar
             )
-            keys = e if cfg.single_forward else None
             stats.append(row)
             if on_iteration is not None:
                 on_iteration(t, row)
@@ -279,4 +306,12 @@ def run_langevin(
                         "config": cfg.to_dict(),
                     },
                 )
+        # The last pass: embeddings and statistics of the final latents, no step.
+        e = pipe.embed_batched(w, batch, bar)
+        row = _embedding_row(cfg.iterations, e, w, pipe.w_avg.to(dev), cfg, external, impl)
+        row.update(NAN_FORCES)
+        row["timestep"] = math.nan
+        stats.append(row)
+        if on_iteration is not None:
+            on_iteration(cfg.iterations, row)
     return LangevinResult(w=w, embeddings=e, c=c, stats=stats)
