@@ -38,6 +38,7 @@ from synthcore.progress import Progress
 __all__ = [
     "DispersionConfig",
     "DispersionResult",
+    "dispersion_iteration",
     "embedding_forces",
     "initial_variations",
     "latent_repulsion",
@@ -180,6 +181,84 @@ def _adaptive_dt(d_min: torch.Tensor, drift: torch.Tensor, a: int, cfg: Dispersi
     return cfg.tau * cfg.mu * dmin / fmax
 
 
+def _embedding_row(t, e, w, w_avg, e_ref_rows, groups, cfg, impl) -> Dict[str, float]:
+    """Intra-identity statistics of step t, and the angles to each row's reference (``refd_*``)."""
+    row = {"iteration": float(t), **distance_stats(e, w, w_avg, cfg.ict, groups=groups, impl=impl)}
+    ref_d = angle(e, e_ref_rows).double()
+    row.update({"refd_min": float(ref_d.min()), "refd_avg": float(ref_d.mean()), "refd_max": float(ref_d.max())})
+    return row
+
+
+def dispersion_iteration(
+    pipe: FacePipeline,
+    w: torch.Tensor,
+    t: int,
+    cfg: DispersionConfig,
+    e_ref: torch.Tensor,
+    identity_ids: torch.Tensor,
+    *,
+    batch: int,
+    impl: Optional[str] = None,
+    progress: Optional[Progress] = None,
+    per_identity: bool = False,
+):
+    """Step t of Dispersion from latents ``w`` [N * A, w_dim] (identity-major) with reference embeddings ``e_ref``
+    [N, e] and identity ids [N]. Returns (w_{t+1}, embeddings of w_t, stats row).
+
+    ``per_identity=True`` runs the networks one identity at a time with its A variations as the batch, as the
+    published code does (the baseline of ``benchmarks/bench_langevin.py``; same maths).
+    """
+    a, dev = cfg.num_variations, w.device
+    n = w.shape[0] // a
+    w_avg = pipe.w_avg.to(dev)
+    e_ref_rows = e_ref.to(dev).repeat_interleave(a, dim=0)
+    groups = torch.arange(n, device=dev).repeat_interleave(a)
+    if per_identity:
+        f_e, e = torch.empty_like(w), torch.empty_like(e_ref_rows)
+        for i in range(n):
+            sl = slice(i * a, (i + 1) * a)
+            f_e[sl], e[sl] = embedding_forces(pipe, w[sl], e_ref_rows[sl], cfg.k_e, a, progress)
+    else:
+        f_e, e = embedding_forces(pipe, w, e_ref_rows, cfg.k_e, batch, progress)
+    row = _embedding_row(t, e, w, w_avg, e_ref_rows, groups, cfg, impl)
+    f_w, d_min = latent_repulsion(w, groups, cfg.k_w, cfg.r_w, impl)
+    f_g = cfg.k_g * (w_avg - w)
+    drift = f_e + f_w + f_g
+    if cfg.dt is not None:
+        dts = torch.full((n,), float(cfg.dt), dtype=torch.float64)
+    else:
+        dts = _adaptive_dt(d_min, drift, a, cfg).cpu()
+    noise_seed = derive_seed(cfg.seed, "dispersion")
+    w_new, xi = torch.empty_like(w), torch.empty_like(w)
+    for lo, hi, off in _runs(identity_ids.cpu(), a):
+        xi[lo:hi] = langevin_noise(hi - lo, w.shape[1], noise_seed, t, off, w.dtype, dev, impl=impl)
+        # One update call per run of identities sharing a step (all of them, with a fixed dt).
+        i_lo, i_hi = lo // a, hi // a
+        steps = dts[i_lo:i_hi]
+        cuts = [i_lo] + [i_lo + j for j in range(1, i_hi - i_lo) if steps[j] != steps[j - 1]] + [i_hi]
+        for c_lo, c_hi in zip(cuts[:-1], cuts[1:]):
+            r_lo, r_hi = c_lo * a, c_hi * a
+            w_new[r_lo:r_hi] = langevin_update(
+                w[r_lo:r_hi],
+                f_e[r_lo:r_hi] + f_w[r_lo:r_hi],
+                w_avg,
+                dt=float(dts[c_lo]),
+                mu=cfg.mu,
+                k_l=cfg.k_g,
+                eta=cfg.eta,
+                seed=noise_seed,
+                step=t,
+                row_offset=off + (r_lo - lo),
+                impl=impl,
+            )
+    row.update(norm_stats("intf", f_e))
+    row.update(norm_stats("latf", f_w + f_g))
+    row.update(norm_stats("rndf", cfg.eta * xi))
+    row.update(norm_stats("totf", drift))
+    row["timestep"] = float(dts.mean())
+    return w_new, e, row
+
+
 def _check_resume(state: Dict[str, Any], cfg: DispersionConfig, ids: torch.Tensor) -> None:
     saved = state.get("config", {})
     diff = [f"{k}: checkpoint {saved.get(k)!r} vs now {v!r}" for k, v in cfg.to_dict().items() if saved.get(k) != v]
@@ -225,12 +304,7 @@ def run_dispersion(
         raise ValueError(f"identity_ids must be {n} distinct ids >= 0")
     if cfg.disco != (directions is not None):
         raise ValueError("DisCo needs latent directions" if cfg.disco else "directions given but cfg.disco is off")
-    w_avg = pipe.w_avg.to(dev)
     w_ref, e_ref = w_ref.detach().float().to(dev), e_ref.detach().float().to(dev)
-    groups = torch.arange(n, device=dev).repeat_interleave(a)
-    e_ref_rows = e_ref.repeat_interleave(a, dim=0)
-    noise_seed = derive_seed(cfg.seed, "dispersion")
-    runs = list(_runs(ids, a))
     if state is None:
         offsets = None if directions is None else directions.detach().float()
         w, start, stats = initial_variations(w_ref, ids.to(dev), cfg, offsets), 0, []
@@ -240,60 +314,8 @@ def run_dispersion(
 
     rows = n * a
     with Progress(rows * (cfg.iterations - start + 1), "dispersion", enabled=progress) as bar:
-        for t in range(start, cfg.iterations + 1):
-            last = t == cfg.iterations
-            if last:
-                e = pipe.embed_batched(w, batch, bar)
-            else:
-                f_e, e = embedding_forces(pipe, w, e_ref_rows, cfg.k_e, batch, bar)
-            row = {"iteration": float(t), **distance_stats(e, w, w_avg, cfg.ict, groups=groups, impl=impl)}
-            ref_d = angle(e, e_ref_rows).double()
-            row.update(
-                {"refd_min": float(ref_d.min()), "refd_avg": float(ref_d.mean()), "refd_max": float(ref_d.max())}
-            )
-            if last:
-                row.update(NAN_FORCES)
-                row["timestep"] = math.nan
-                stats.append(row)
-                if on_iteration is not None:
-                    on_iteration(t, row)
-                break
-            f_w, d_min = latent_repulsion(w, groups, cfg.k_w, cfg.r_w, impl)
-            f_g = cfg.k_g * (w_avg - w)
-            drift = f_e + f_w + f_g
-            if cfg.dt is not None:
-                dts = torch.full((n,), float(cfg.dt), dtype=torch.float64)
-            else:
-                dts = _adaptive_dt(d_min, drift, a, cfg).cpu()
-            w_new = torch.empty_like(w)
-            xi = torch.empty_like(w)
-            for lo, hi, off in runs:
-                xi[lo:hi] = langevin_noise(hi - lo, w.shape[1], noise_seed, t, off, w.dtype, dev, impl=impl)
-                # One call per run of identities sharing a step (all of them with a fixed dt).
-                i_lo, i_hi = lo // a, hi // a
-                steps = dts[i_lo:i_hi]
-                cuts = [i_lo] + [i_lo + j for j in range(1, i_hi - i_lo) if steps[j] != steps[j - 1]] + [i_hi]
-                for c_lo, c_hi in zip(cuts[:-1], cuts[1:]):
-                    r_lo, r_hi = c_lo * a, c_hi * a
-                    w_new[r_lo:r_hi] = langevin_update(
-                        w[r_lo:r_hi],
-                        f_e[r_lo:r_hi] + f_w[r_lo:r_hi],
-                        w_avg,
-                        dt=float(dts[c_lo]),
-                        mu=cfg.mu,
-                        k_l=cfg.k_g,
-                        eta=cfg.eta,
-                        seed=noise_seed,
-                        step=t,
-                        row_offset=off + (r_lo - lo),
-                        impl=impl,
-                    )
-            row.update(norm_stats("intf", f_e))
-            row.update(norm_stats("latf", f_w + f_g))
-            row.update(norm_stats("rndf", cfg.eta * xi))
-            row.update(norm_stats("totf", drift))
-            row["timestep"] = float(dts.mean())
-            w = w_new
+        for t in range(start, cfg.iterations):
+            w, _, row = dispersion_iteration(pipe, w, t, cfg, e_ref, ids, batch=batch, impl=impl, progress=bar)
             stats.append(row)
             if on_iteration is not None:
                 on_iteration(t, row)
@@ -309,5 +331,16 @@ def run_dispersion(
                         "config": cfg.to_dict(),
                     },
                 )
+        # The last pass: embeddings and statistics of the final latents, no step.
+        e = pipe.embed_batched(w, batch, bar)
+        groups = torch.arange(n, device=dev).repeat_interleave(a)
+        row = _embedding_row(
+            cfg.iterations, e, w, pipe.w_avg.to(dev), e_ref.repeat_interleave(a, dim=0), groups, cfg, impl
+        )
+        row.update(NAN_FORCES)
+        row["timestep"] = math.nan
+        stats.append(row)
+        if on_iteration is not None:
+            on_iteration(cfg.iterations, row)
     variation = torch.arange(a).repeat(n)
     return DispersionResult(w=w, embeddings=e, identity=ids.repeat_interleave(a), variation=variation, stats=stats)
