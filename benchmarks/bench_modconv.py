@@ -28,6 +28,7 @@ import _harness as H
 
 CONFIGS = {256: 16384, 1024: 32768}  # resolution -> channel_base (channel_max 512)
 STRATEGIES = ("grouped", "scaled")
+FWD_TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 3e-2}
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,25 @@ def _backward_fns(ops: Any, a: dict[str, Any]) -> tuple[dict[str, Callable[[], A
     return fns, outs
 
 
+def _check(ref: Any, nat: Any, what: str, tol: float) -> float:
+    """Largest |native - reference| relative to the reference's largest magnitude, over all outputs; raises
+    MismatchError above ``tol``. Relative to the maximum because the style gradient is a sum over every pixel.
+    Backward gets a looser bound: where the pre-activation is within rounding of lrelu's kink, the two
+    implementations may take different slopes (0.2 vs 1) for that element, which is correct for both."""
+    refs = (ref,) if isinstance(ref, torch.Tensor) else tuple(ref)
+    nats = (nat,) if isinstance(nat, torch.Tensor) else tuple(nat)
+    worst = 0.0
+    for r, n in zip(refs, nats):
+        if r.shape != n.shape:
+            raise H.MismatchError(f"{what}: shape {tuple(r.shape)} vs {tuple(n.shape)}")
+        r, n = r.detach().double(), n.detach().double()
+        err = ((r - n).abs().max() / r.abs().max().clamp_min(1e-30)).item()
+        if not err <= tol:
+            raise H.MismatchError(f"{what}: native differs from the reference by {err:.3g} of its max (tol {tol})")
+        worst = max(worst, err)
+    return worst
+
+
 def _row(s: H.Settings, cfg: int, batch: int, direction: str, layer: Layer, stats: dict, err: float) -> dict:
     flops = layer.flops(batch)
     ms = {impl: stats[impl]["median_ms"] for impl in stats}
@@ -140,7 +160,7 @@ def _row(s: H.Settings, cfg: int, batch: int, direction: str, layer: Layer, stat
         "speedup": best_ref / ms["native"],
         "native_gflops": flops / ms["native"] / 1e6,
         "ref_gflops": flops / best_ref / 1e6,
-        "max_abs_err": err,
+        "max_rel_err": err,
         "reference": stats["grouped"] if ms["grouped"] <= ms["scaled"] else stats["scaled"],
         "native": stats["native"],
         "note": "",
@@ -177,7 +197,7 @@ def _summary(rows: list[dict], cfg: int, batch: int, direction: str) -> dict:
         "speedup": best / tot["native"],
         "native_gflops": gflop / tot["native"] / 1e6,
         "ref_gflops": gflop / best / 1e6,
-        "max_abs_err": max(r["max_abs_err"] for r in sel),
+        "max_rel_err": max(r["max_rel_err"] for r in sel),
         "note": "faster reference: " + ("grouped" if tot["grouped"] <= tot["scaled"] else "scaled"),
     }
 
@@ -210,14 +230,21 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                         fns = _forward_fns(ops, a)
                         with torch.no_grad():
                             outs = {k: fn() for k, fn in fns.items()}
-                            err = max(H.check_close(outs[k], outs["native"], dtype=s.dtype, what=f"{layer.name} vs {k}")
-                                      for k in STRATEGIES)  # fmt: skip
+                            err = max(
+                                _check(outs[k], outs["native"], f"{layer.name} vs {k}", FWD_TOL[s.dtype])
+                                for k in STRATEGIES
+                            )
                             del outs
                             stats = H.time_fns(fns, device=s.device, **s.timing)
                     else:
                         fns, outs = _backward_fns(ops, a)
                         err = max(
-                            H.check_close(outs[k], outs["native"], dtype=s.dtype, what=f"{layer.name} grad vs {k}")
+                            _check(
+                                outs[k],
+                                outs["native"],
+                                f"{layer.name} grad vs {k}",
+                                2e-2 if s.dtype == torch.float32 else 1e-1,
+                            )
                             for k in STRATEGIES
                         )
                         del outs

@@ -75,6 +75,8 @@ GEOMETRIES = [
     (1, 3, 4, 6, 3, 1, 1, [2, 0, 1, 1], True),
     (2, 4, 4, 6, 1, 2, 1, 0, False),  # 1x1 up (resnet-skip-like geometry)
     (2, 4, 4, 8, 1, 1, 2, 0, True),
+    (1, 4, 2, 8, 3, 1, 1, 1, True),  # one sample, small weight: styles folded into the weight without autograd
+    (1, 4, 2, 8, 3, 2, 1, 1, False),
 ]
 EPILOGUES = [
     dict(act="lrelu", clamp=None),

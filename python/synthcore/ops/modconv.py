@@ -585,6 +585,14 @@ def _modconv_native(x, weight, styles, noise, bias, up, down, pad, f, demodulate
         # activation, so scaling it costs nothing and saves the pass over x; one batched product per sample.
         we = (weight[:, :, 0, 0].to(acc)[None] * s[:, None, :]).to(x.dtype)
         t = torch.bmm(we, x.reshape(x.shape[0], i, -1)).reshape(x.shape[0], o, *x.shape[2:])
+    elif not need_grad and x.shape[0] == 1 and o * kh * kw < x.shape[2] * x.shape[3]:
+        # One sample, no autograd, weight smaller than the activation: fold styles and d into a weight-sized
+        # temporary (the shared weight's size, not a batch of them) and skip the pass over x.
+        we = weight.to(acc) * s[0][None, :, None, None]
+        if d is not None:
+            we = we * d[0][:, None, None, None]
+            d = None
+        t = _conv2d_resample(x, we.to(x.dtype), f, up, down, pad, 1, flip_weight, False, "native")
     else:
         xs = _scale_op(x.contiguous(), s) if need_grad else x * s.to(x.dtype)[:, :, None, None]
         t = _conv2d_resample(xs, weight.to(x.dtype), f, up, down, pad, 1, flip_weight, False, "native")
