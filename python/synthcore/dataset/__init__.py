@@ -1,0 +1,51 @@
+"""``synthcore.dataset``: what a run writes, and how it is written safely.
+
+* ``collection``: ``SampleCollection``, the columnar ``samples.h5`` (latents, identities, labels, embeddings).
+* ``stats``: ``stats.h5``, per-iteration statistics (``StatsFile``, ``read_stats``, ``write_stats``).
+* ``checkpoint``: bit-exact state checkpoints and the newest complete one.
+* ``rundir``: ``RunDir``, the run directory (writer lock, run record, finished stages, checkpoints per stage).
+* ``render``: images ``images_<crop>/<identity:05d>/<label>.png`` and an NVlabs-style zip.
+* ``packages``: import/export of the group-per-sample layout of the published data packages.
+* ``plots``: SVG statistics curves and similarity histograms.
+"""
+
+from synthcore.dataset.checkpoint import (
+    Checkpoint,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
+from synthcore.dataset.collection import SampleCollection, check_label, sha256_file
+from synthcore.dataset.packages import export_package, import_package
+from synthcore.dataset.plots import plot_run, plot_similarity_histograms, plot_stats
+from synthcore.dataset.render import RenderResult, image_relpath, render_collection, write_dataset_zip
+from synthcore.dataset.rundir import RunDir, RunDirLocked, StageFinished
+from synthcore.dataset.stats import STAT_NAMES, StatsFile, read_stats, write_stats
+
+__all__ = [
+    "STAT_NAMES",
+    "Checkpoint",
+    "RenderResult",
+    "RunDir",
+    "RunDirLocked",
+    "SampleCollection",
+    "StageFinished",
+    "StatsFile",
+    "check_label",
+    "export_package",
+    "image_relpath",
+    "import_package",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "plot_run",
+    "plot_similarity_histograms",
+    "plot_stats",
+    "read_stats",
+    "render_collection",
+    "save_checkpoint",
+    "sha256_file",
+    "write_dataset_zip",
+    "write_stats",
+]
