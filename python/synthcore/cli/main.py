@@ -6,9 +6,9 @@ import sys
 from typing import List, Optional
 
 from synthcore import __version__
-from synthcore.cli import demo, embed, info
+from synthcore.cli import convert, demo, embed, generate, info
 
-COMMANDS = [info, demo, embed]
+COMMANDS = [info, demo, embed, generate, convert]
 
 
 def build_parser() -> argparse.ArgumentParser:

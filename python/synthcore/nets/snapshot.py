@@ -1,0 +1,147 @@
+"""Turn the persistence records of an official snapshot into synthcore modules.
+
+A record's constructor arguments (``_init_kwargs``) build the synthcore class of the same name; then every
+parameter and buffer is copied from the record, the stored gains and clamps replace the re-derived ones, and
+the structure (children, tensor names and shapes, structural attributes such as ``architecture``) is checked
+against the record, so a file that does not fit is reported in one error listing what differs.
+"""
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import torch
+from torch import nn
+
+from synthcore.nets import stylegan2
+from synthcore.nets.persistence import PersistentRecord, SnapshotError, read_snapshot
+
+__all__ = ["generator_from_record", "load_network_pickle", "load_into", "NETWORK_KEYS"]
+
+NETWORK_KEYS = ("G_ema", "G", "D")
+_GENERATOR_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
+_SHOWN = 8  # problems listed in one error message
+
+
+def _stylegan3_reason(rec: PersistentRecord) -> Optional[str]:
+    """StyleGAN3 generators reuse the StyleGAN2 class names; tell them apart by structure (README section 8)."""
+    synthesis = rec.children.get("synthesis")
+    if isinstance(synthesis, PersistentRecord):
+        if "input" in synthesis.children or "layer_names" in synthesis.state:
+            return "a StyleGAN3 generator (its synthesis network has an 'input' layer and 'layer_names')"
+    return None
+
+
+def _init_kwargs(rec: PersistentRecord, names: tuple) -> Dict[str, Any]:
+    kwargs = dict(rec.init_kwargs)
+    args = rec.init_args
+    if len(args) > len(names):
+        raise SnapshotError(f"{rec.class_name} record has {len(args)} positional constructor arguments")
+    for name, value in zip(names, args):
+        if name in kwargs:
+            raise SnapshotError(f"{rec.class_name} record gives {name} both positionally and by keyword")
+        kwargs[name] = value
+    return kwargs
+
+
+def _fmt(v: Any) -> str:
+    return repr(v) if not isinstance(v, float) else f"{v:.9g}"
+
+
+def _compare(module: nn.Module, rec: PersistentRecord, path: str, problems: List[str]) -> None:
+    where = path or "<root>"
+    if type(module).__name__ != rec.class_name:
+        problems.append(f"{where}: file has a {rec.class_name}, synthcore builds a {type(module).__name__}")
+        return
+    state = rec.state
+    for name in getattr(module, "STRUCT_ATTRS", ()):
+        if name in state and state[name] != getattr(module, name):
+            problems.append(f"{where}.{name}: file {_fmt(state[name])} != {_fmt(getattr(module, name))}")
+    for name in getattr(module, "VALUE_ATTRS", ()):
+        if name in state:
+            v = state[name]
+            if v is not None and not isinstance(v, (int, float)):
+                problems.append(f"{where}.{name}: expected a number, file has {type(v).__name__}")
+            else:
+                setattr(module, name, v)
+
+    ours = {k: v for k, v in list(module._parameters.items()) + list(module._buffers.items()) if v is not None}
+    theirs = {k: v for k, v in rec.tensors().items() if v is not None}
+    for name in sorted(set(ours) | set(theirs)):
+        full = f"{path}.{name}" if path else name
+        if name not in theirs:
+            problems.append(f"{full}: missing from the file")
+        elif name not in ours:
+            problems.append(f"{full}: in the file but not in the synthcore network")
+        elif not isinstance(theirs[name], torch.Tensor):
+            problems.append(f"{full}: not a tensor in the file")
+        elif tuple(theirs[name].shape) != tuple(ours[name].shape):
+            problems.append(f"{full}: shape {list(theirs[name].shape)} in the file, expected {list(ours[name].shape)}")
+        else:
+            with torch.no_grad():
+                ours[name].copy_(theirs[name])
+
+    our_children = {k: m for k, m in module._modules.items() if m is not None}
+    their_children = {k: r for k, r in rec.children.items() if r is not None}
+    for name in sorted(set(our_children) | set(their_children)):
+        full = f"{path}.{name}" if path else name
+        if name not in their_children:
+            problems.append(f"{full}: missing from the file")
+        elif name not in our_children:
+            problems.append(f"{full}: in the file ({their_children[name].class_name}) but not in the synthcore network")
+        elif not isinstance(their_children[name], PersistentRecord):
+            problems.append(f"{full}: not a network record in the file")
+        else:
+            _compare(our_children[name], their_children[name], full, problems)
+
+
+def load_into(module: nn.Module, rec: PersistentRecord, source: str) -> None:
+    """Copy a record tree's tensors and stored values into ``module``; raise if the two do not fit."""
+    problems: List[str] = []
+    _compare(module, rec, "", problems)
+    if problems:
+        more = f" (+{len(problems) - _SHOWN} more)" if len(problems) > _SHOWN else ""
+        raise SnapshotError(f"{source}: the stored {rec.class_name} does not fit: {'; '.join(problems[:_SHOWN])}{more}")
+
+
+def _freeze(module: nn.Module) -> nn.Module:
+    # Loaded networks are for inference and for gradients with respect to their inputs (ws), never weights.
+    return module.eval().requires_grad_(False)
+
+
+def generator_from_record(rec: PersistentRecord, source: str = "snapshot") -> stylegan2.Generator:
+    """A frozen, eval-mode synthcore Generator holding the weights of an official ``Generator`` record."""
+    if not isinstance(rec, PersistentRecord) or rec.class_name != "Generator":
+        found = rec.class_name if isinstance(rec, PersistentRecord) else type(rec).__name__
+        raise SnapshotError(f"{source}: expected a Generator record, found {found}")
+    reason = _stylegan3_reason(rec)
+    if reason:
+        raise SnapshotError(f"{source}: {reason}; synthcore runs StyleGAN2 generators only")
+    kwargs = _init_kwargs(rec, _GENERATOR_ARGS)
+    try:
+        G = stylegan2.Generator(**kwargs, init=False)
+    except (TypeError, ValueError) as exc:
+        raise SnapshotError(f"{source}: cannot build the generator from its stored arguments: {exc}") from None
+    load_into(G, rec, source)
+    return _freeze(G)
+
+
+def _convert(key: str, value: Any, source: str) -> Any:
+    if not isinstance(value, PersistentRecord):
+        return value
+    if value.class_name == "Generator":
+        return generator_from_record(value, f"{source} [{key}]")
+    return value  # Discriminator, AugmentPipe and anything else: kept as an inert record
+
+
+def load_network_pickle(path: Union[str, Path], keys: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Read an official snapshot: ``G``/``G_ema`` become Generators; other records (``D``, ``augment_pipe``) stay
+    inert :class:`PersistentRecord`; ``training_set_kwargs`` is a plain dict. Missing optional keys read as None.
+
+    ``keys``: convert only these networks (the others are returned as records).
+    """
+    data = read_snapshot(path)
+    out: Dict[str, Any] = {"training_set_kwargs": None, "augment_pipe": None}
+    for key, value in data.items():
+        wanted = keys is None or key in keys
+        out[key] = _convert(key, value, str(path)) if wanted else value
+    return out

@@ -1,0 +1,182 @@
+"""The restricted snapshot unpickler: official layouts load, nothing stored runs, bad files give clear errors."""
+
+import importlib
+import os
+import pickle
+import struct
+import subprocess
+
+import pytest
+import torch
+
+from synthcore.nets.persistence import (
+    PersistentRecord,
+    SnapshotError,
+    UnsafePickleError,
+    loads_snapshot,
+    read_snapshot,
+)
+from synthcore.nets.snapshot import load_network_pickle
+from synthcore.nets.stylegan2 import Generator
+from tests.nets.sg2_data import MODELS, layout, pkl
+
+PLACEHOLDER = b"# source text omitted from this test file; a loader must never execute this field\n"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_snapshot_records_match_layout(name):
+    """Every network record of the file is read with the layout the official code dumped (classes, tensors)."""
+    data = read_snapshot(pkl(name))
+    lay = layout(name)
+    assert list(data) == lay["top_level_keys"]
+    assert data["training_set_kwargs"] == lay["training_set_kwargs"]
+    for key in ("G", "D", "G_ema", "augment_pipe"):
+        if lay[key] is None:
+            assert data[key] is None
+            continue
+        records = dict(data[key].named_records())
+        assert [m["path"] for m in lay[key]] == list(records), key
+        for m in lay[key]:
+            rec = records[m["path"]]
+            assert rec.class_name == m["class_name"]
+            assert rec.init_kwargs == m["init_kwargs"]
+            shapes = {k: list(t.shape) for k, t in rec.tensors().items() if t is not None}
+            want = {k: v["shape"] for k, v in {**m["parameters"], **m["buffers"]}.items()}
+            assert shapes == want, m["path"]
+            assert all(t.dtype == torch.float32 for t in rec.tensors().values() if t is not None)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_generator_structure_matches_layout(name):
+    """synthcore's Generator has the official module tree, tensor names and shapes, and stored attributes."""
+    G = load_network_pickle(pkl(name), keys=["G_ema"])["G_ema"]
+    assert isinstance(G, Generator)
+    mods = dict(G.named_modules())
+    for m in layout(name)["G_ema"]:
+        ours = mods[m["path"]]
+        assert type(ours).__name__ == m["class_name"], m["path"]
+        tensors = {k: list(v.shape) for k, v in list(ours._parameters.items()) + list(ours._buffers.items())}
+        assert tensors == {k: v["shape"] for k, v in {**m["parameters"], **m["buffers"]}.items()}, m["path"]
+        for attr, value in m["attributes"].items():
+            if isinstance(value, dict) and "__numpy_scalar__" in value:
+                value = value["value"]
+            if attr in getattr(ours, "STRUCT_ATTRS", ()) + getattr(ours, "VALUE_ATTRS", ()):
+                assert getattr(ours, attr) == value, f"{m['path']}.{attr}"
+    assert len(mods) == len(layout(name)["G_ema"])
+
+
+def test_g_and_g_ema_differ_and_d_stays_inert():
+    nets = load_network_pickle(pkl("sg2ada_r32_uncond_fp16"))
+    assert isinstance(nets["D"], PersistentRecord) and nets["D"].class_name == "Discriminator"
+    assert isinstance(nets["augment_pipe"], PersistentRecord) and nets["augment_pipe"].class_name == "AugmentPipe"
+    w_g, w_ema = nets["G"].mapping.w_avg, nets["G_ema"].mapping.w_avg
+    assert not torch.equal(w_g, w_ema)
+    assert not any(p.requires_grad for p in nets["G_ema"].parameters()) and not nets["G_ema"].training
+
+
+def _replace_module_src(data: bytes, source: str) -> bytes:
+    """The test pickles store module_src once (BINUNICODE); swap in other text with a correct length prefix."""
+    old = b"X" + struct.pack("<I", len(PLACEHOLDER)) + PLACEHOLDER
+    assert data.count(old) == 1
+    new = source.encode()
+    return data.replace(old, b"X" + struct.pack("<I", len(new)) + new)
+
+
+def test_module_src_is_never_executed(tmp_path):
+    marker = tmp_path / "executed.txt"
+    src = f"open({str(marker)!r}, 'w').write('ran')\nraise SystemExit('module_src was executed')\n"
+    bad = tmp_path / "evil_src.pkl"
+    bad.write_bytes(_replace_module_src(pkl("sg2ada_r16_orig_gray").read_bytes(), src))
+    nets = load_network_pickle(bad)
+    G = nets["G_ema"]
+    z = torch.randn(2, G.z_dim)
+    c = torch.eye(G.c_dim)[:2]
+    with torch.no_grad():
+        assert torch.isfinite(G(z, c)).all()
+    assert not marker.exists()
+    assert nets["D"].module_src_chars == len(src)  # the text was read as data, nothing more
+
+
+class _Call:
+    """Pickles as a call of ``fn(*args)``: how a malicious pickle runs code."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+@pytest.mark.parametrize(
+    "fn, args, name",
+    [
+        (os.system, ("touch {marker}",), f"{os.system.__module__}.system"),
+        (eval, ("open({marker!r}, 'w')",), "builtins.eval"),
+        (subprocess.Popen, (["touch", "{marker}"],), "subprocess.Popen"),
+        (importlib.import_module, ("os",), "importlib.import_module"),
+    ],
+)
+def test_forbidden_global_is_refused_by_name(tmp_path, fn, args, name):
+    marker = str(tmp_path / "pwned")
+    args = tuple(a.format(marker=marker) if isinstance(a, str) else a for a in args)
+    args = tuple([v.format(marker=marker) for v in a] if isinstance(a, list) else a for a in args)
+    payload = {"G": None, "training_set_kwargs": {"path": _Call(fn, *args)}}
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps(payload, protocol=4))
+    with pytest.raises(UnsafePickleError, match=name.replace(".", r"\.")):
+        load_network_pickle(path)
+    assert not os.path.exists(marker)
+
+
+def test_forbidden_global_inside_a_real_network_is_refused(tmp_path):
+    """A hostile global hidden in a module's state (after many allowed ones) is still refused."""
+    data = pkl("sg2ada_r16_orig_gray").read_bytes()
+    key = b"\x8c\x08training\x94\x89"  # SHORT_BINUNICODE 'training', MEMOIZE, NEWFALSE: first module's state
+    assert key in data
+    evil = pickle.dumps(_Call(os.system, "true"), protocol=4)[2:-1]  # the call's opcodes without PROTO and STOP
+    path = tmp_path / "evil2.pkl"
+    path.write_bytes(data.replace(key, key[:-1] + evil, 1))
+    with pytest.raises(UnsafePickleError, match="system"):
+        read_snapshot(path)
+
+
+def test_truncated_file_gives_clear_error(tmp_path):
+    data = pkl("sg2ada_r16_orig_gray").read_bytes()
+    for cut in (1, 100, len(data) // 2, len(data) - 1):
+        path = tmp_path / "cut.pkl"
+        path.write_bytes(data[:cut])
+        with pytest.raises(SnapshotError, match=r"cut\.pkl.*(truncated|corrupt)"):
+            load_network_pickle(path)
+
+
+@pytest.mark.parametrize(
+    "blob, message",
+    [
+        (b"", "empty file"),
+        (bytes(range(256)) * 8, "not a pickle"),
+        (b"\x80\x04" + bytes(range(7, 250)), "truncated or corrupt"),
+        (b"PK\x03\x04" + b"\0" * 64, "zip archive"),
+        (pickle.dumps([1, 2, 3]), "expected a dict"),
+    ],
+)
+def test_garbage_gives_clear_error(tmp_path, blob, message):
+    path = tmp_path / "garbage.pkl"
+    path.write_bytes(blob)
+    with pytest.raises(SnapshotError, match=message):
+        load_network_pickle(path)
+
+
+def test_corrupt_tensor_storage_is_reported():
+    data = bytearray(pkl("sg2ada_r16_orig_gray").read_bytes())
+    # Each tensor's bytes are a legacy torch.save stream that starts with a magic number; damage the first one.
+    magic = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
+    at = data.find(magic)
+    assert at > 0
+    data[at + 3 : at + 5] = b"\xff\xff"
+    with pytest.raises(SnapshotError, match="magic"):
+        loads_snapshot(bytes(data))
+
+
+def test_missing_file():
+    with pytest.raises(FileNotFoundError):
+        read_snapshot("/nonexistent/network.pkl")
