@@ -23,18 +23,18 @@ def pkl(name: str) -> Path:
     return sg2_dir() / f"{name}.pkl"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def arrays(name: str) -> dict:
     with np.load(sg2_dir() / f"{name}.npz") as d:
         return {k: d[k] for k in d.files}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def layout(name: str) -> dict:
     return json.loads((sg2_dir() / f"{name}.layout.json").read_text())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def generator(name: str, key: str = "G_ema"):
     from synthcore.nets.generator_files import load_generator
 
