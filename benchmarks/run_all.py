@@ -26,6 +26,7 @@ BENCHMARKS: list[str] = [
     "bench_upfirdn2d",
     "bench_bias_act",
     "bench_modconv",
+    "bench_generator",
     "bench_pairwise",
 ]
 
