@@ -6,9 +6,9 @@ import sys
 from typing import List, Optional
 
 from synthcore import __version__
-from synthcore.cli import convert, demo, embed, generate, info
+from synthcore.cli import convert, demo, embed, generate, info, plot, render
 
-COMMANDS = [info, demo, embed, generate, convert]
+COMMANDS = [info, demo, embed, generate, convert, render, plot]
 
 
 def build_parser() -> argparse.ArgumentParser:

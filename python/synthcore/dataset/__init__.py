@@ -6,7 +6,7 @@
 * ``rundir``: ``RunDir``, the run directory (writer lock, run record, finished stages, checkpoints per stage).
 * ``render``: images ``images_<crop>/<identity:05d>/<label>.png`` and an NVlabs-style zip.
 * ``packages``: import/export of the group-per-sample layout of the published data packages.
-* ``plots``: SVG statistics curves and similarity histograms.
+* ``plots``: SVG statistics curves and similarity histograms (drawn by ``svg``).
 """
 
 from synthcore.dataset.checkpoint import (
@@ -18,8 +18,8 @@ from synthcore.dataset.checkpoint import (
 )
 from synthcore.dataset.collection import SampleCollection, check_label, sha256_file
 from synthcore.dataset.packages import export_package, import_package
-from synthcore.dataset.plots import plot_run, plot_similarity_histograms, plot_stats
-from synthcore.dataset.render import RenderResult, image_relpath, render_collection, write_dataset_zip
+from synthcore.dataset.plots import plot_run, plot_similarity_histograms, plot_stats, similarity_histograms
+from synthcore.dataset.render import RenderResult, crop_name, image_relpath, render_collection, write_dataset_zip
 from synthcore.dataset.rundir import RunDir, RunDirLocked, StageFinished
 from synthcore.dataset.stats import STAT_NAMES, StatsFile, read_stats, write_stats
 
@@ -33,6 +33,7 @@ __all__ = [
     "StageFinished",
     "StatsFile",
     "check_label",
+    "crop_name",
     "export_package",
     "image_relpath",
     "import_package",
@@ -46,6 +47,7 @@ __all__ = [
     "render_collection",
     "save_checkpoint",
     "sha256_file",
+    "similarity_histograms",
     "write_dataset_zip",
     "write_stats",
 ]

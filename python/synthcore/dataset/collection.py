@@ -18,7 +18,7 @@ dataset        shape / dtype              meaning
 
 File attributes: ``format``, ``num_rows`` (rows committed, see below), ``w_space`` (``w`` or ``w_plus``),
 ``noise_mode`` (``const``, ``none`` or ``seeded``), ``generator`` / ``generator_sha256`` and ``embedder`` /
-``embedder_sha256`` (file name and hash of the model files, empty when not given), ``options`` (JSON text of the
+``embedder_sha256`` (absolute path and hash of the model files, empty when not given), ``options`` (JSON text of the
 settings that produced the samples) and ``synthcore_version``. Nothing time-dependent is stored, so the same
 appends give the same file content (the kill-and-resume tests compare ``content_digest``).
 
@@ -181,8 +181,9 @@ class SampleCollection:
                 (None: no such column). Every append must then give them.
             noise_mode: synthesis noise the samples are meant with: ``const`` (the generator's stored noise;
                 default), ``none``, or ``seeded`` (adds the ``noise_seed`` column).
-            generator, embedder: model files; their names and SHA-256 are recorded (hashing a large file takes
-                a moment; pass ``*_sha256`` to reuse a known hash).
+            generator, embedder: model files; their absolute paths and SHA-256 are recorded (hashing a large
+                file takes a moment; pass ``*_sha256`` to reuse a known hash). ``synthcore render`` uses the
+                recorded generator when not given another.
             options: the settings that produced the samples (JSON-serialisable), kept as a JSON attribute.
             overwrite: replace an existing file (else an existing file is an error).
             atomic: write into ``.<name>.partial`` and rename into place on :meth:`close` (default). With
@@ -207,9 +208,9 @@ class SampleCollection:
             f.attrs["num_rows"] = np.int64(0)
             f.attrs["w_space"] = "w" if num_ws is None else "w_plus"
             f.attrs["noise_mode"] = noise_mode
-            f.attrs["generator"] = "" if generator is None else Path(generator).name
+            f.attrs["generator"] = "" if generator is None else str(Path(generator).resolve())
             f.attrs["generator_sha256"] = generator_sha256 or (sha256_file(generator) if generator else "")
-            f.attrs["embedder"] = "" if embedder is None else Path(embedder).name
+            f.attrs["embedder"] = "" if embedder is None else str(Path(embedder).resolve())
             f.attrs["embedder_sha256"] = embedder_sha256 or (sha256_file(embedder) if embedder else "")
             f.attrs["options"] = json.dumps(dict(options or {}), sort_keys=True, allow_nan=True)
             f.attrs["synthcore_version"] = __version__
@@ -370,11 +371,12 @@ class SampleCollection:
     def content_digest(self) -> str:
         """SHA-256 over the committed rows of every column (bytes as stored) and the deterministic attributes.
 
-        Two collections with equal digests hold the same samples bit for bit.
+        Two collections with equal digests hold the same samples bit for bit, made with the same model files
+        (by hash) and options. Where the model files lie and the synthcore version are left out.
         """
         h = hashlib.sha256()
         for k in sorted(self._f.attrs):
-            if k == "synthcore_version":
+            if k in ("synthcore_version", "generator", "embedder"):
                 continue
             h.update(f"{k}={self._f.attrs[k]!r};".encode())
         n = len(self)

@@ -256,6 +256,10 @@ class RunDir:
                 self._run_id = None
                 self.unlock()
 
+    def set_options(self, options: Mapping[str, Any]) -> None:
+        """Replace the resolved options the run record will show (before the start entry is written)."""
+        self._options = _jsonable(dict(options))
+
     def record_start(self) -> str:
         """Append the start entry of the current session's command; returns its run id (idempotent)."""
         self._require_lock("recording a command")
