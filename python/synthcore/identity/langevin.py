@@ -19,6 +19,9 @@ embedding depends only on its own latent (networks in eval mode, constant synthe
 per-identity loop of the published code (``interaction_forces_per_identity``, kept as the reference and tested
 against the batched path).
 
+When all N identities fit in one batch, that batch's with-gradient forward also provides the keys, so a step
+costs one pass instead of two with the same maths.
+
 **Single-forward variant** (``single_forward=True``, opt-in): the keys of step t are the embeddings computed by
 the with-gradient pass of step t-1 instead of a separate no-gradient pass over ``w_t``. It saves one forward pass
 per identity per step, but it is a different discretisation (each identity sees the others one step late), so it
@@ -128,18 +131,27 @@ def interaction_forces(
     """Batched interaction forces -dU_i/dw_i [N, w_dim] and the with-gradient embeddings [N, e] of ``w``.
 
     ``keys`` [N, e]: the fixed embeddings the identities repel from (row i is identity i itself, skipped).
+    ``keys=None``: the keys are the embeddings of ``w`` themselves, taken from the with-gradient forward; this
+    needs all N rows in one batch (``batch >= N``).
     """
-    forces, embs = torch.empty_like(w), torch.empty(w.shape[0], keys.shape[1], device=w.device)
+    if keys is None and w.shape[0] > batch:
+        raise ValueError("interaction_forces: keys=None needs every identity in one batch")
+    forces, embs = torch.empty_like(w), None
     ext_r0 = cfg.r0 if cfg.external_r0 is None else cfg.external_r0
     for lo, hi in batches(w.shape[0], batch):
 
         def embedding_grad(e: torch.Tensor, lo: int = lo) -> torch.Tensor:
-            g = pairwise(e, keys, r0=cfg.r0, k=cfg.k, exclude_self=True, query_offset=lo, impl=impl).grad
+            if keys is None:
+                g = pairwise(e, None, r0=cfg.r0, k=cfg.k, exclude_self=True, impl=impl).grad
+            else:
+                g = pairwise(e, keys, r0=cfg.r0, k=cfg.k, exclude_self=True, query_offset=lo, impl=impl).grad
             if external is not None and external.shape[0]:
                 g = g + pairwise(e, external, r0=ext_r0, k=cfg.k, impl=impl).grad
             return g
 
         e, g = pipe.backprop(w[lo:hi], embedding_grad)
+        if embs is None:
+            embs = torch.empty(w.shape[0], e.shape[1], device=w.device)
         forces[lo:hi] = -g
         embs[lo:hi] = e
         if progress is not None:
@@ -205,6 +217,9 @@ def langevin_iteration(
         if keys is None:  # first step of the run: keys of w_t itself
             keys = pipe.embed_batched(w, batch, progress)
         f_int, e = interaction_forces(pipe, w, keys, cfg, batch, external, impl, progress)
+    elif n <= batch and not per_identity:
+        # Everyone fits in one batch: its with-gradient forward gives the keys too (the same maths, one pass).
+        f_int, e = interaction_forces(pipe, w, None, cfg, batch, external, impl, progress)
     else:
         e = pipe.embed_batched(w, batch, progress)
         if per_identity:
@@ -284,7 +299,7 @@ def run_langevin(
     # Rows through the networks: two passes per step (one with the single-forward variant), one at the end.
     remaining = cfg.iterations - start
     first_keys = int(cfg.single_forward and keys is None and remaining > 0)
-    total = n * (remaining * (1 if cfg.single_forward else 2) + 1 + first_keys)
+    total = n * (remaining * (1 if cfg.single_forward or n <= batch else 2) + 1 + first_keys)
     with Progress(total, "langevin", enabled=progress) as bar:
         for t in range(start, cfg.iterations):
             w, e, row, keys = langevin_iteration(

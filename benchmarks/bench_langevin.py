@@ -1,0 +1,181 @@
+"""Benchmark one Langevin iteration and one Dispersion iteration: identities per second, batched vs per identity.
+
+Everything an iteration costs is timed: the no-gradient embedding pass, the forward and backward passes through
+generator, crop and embedder, the pairwise forces, the time step and the update. The networks are the StyleGAN2
+256 configuration (z/w 512, 8 mapping layers, channel_base 16384, channel_max 512) and iResNet-50, both with random
+weights (cost does not depend on the values), FFHQ-frame ``arcface`` crop to 112x112.
+
+- ``batched``: synthcore, native ops, ``--batch`` identities per forward/backward (one backward per batch);
+- ``per-identity``: the published code's structure with reference (pure torch) ops: the no-gradient pass batched,
+  then one forward+backward per identity (batch 1) for Langevin; one identity's variations per batch for Dispersion;
+- ``batched single-forward``: the opt-in Langevin variant that reuses the with-gradient embeddings (informational).
+
+Before timing, the batched and per-identity iterations are checked to give the same latents (same maths).
+
+    python benchmarks/bench_langevin.py [--identities 8] [--variations 4] [--quick] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import torch
+
+import _harness as H
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("langevin options")
+    g.add_argument("--identities", type=int, default=8, help="Langevin identities per iteration (default: 8)")
+    g.add_argument(
+        "--variations", type=int, default=4, help="Dispersion variations per identity (default: 4; 2 identities)"
+    )
+    g.add_argument("--lang-batch", type=int, default=None, help="batched rows per pass (default: all of them)")
+    g.add_argument("--arch", default="iresnet50", help="embedder architecture (default: iresnet50)")
+    g.add_argument("--resolution", type=int, default=256, help="generator resolution (default: 256)")
+
+
+def build_networks(resolution: int, arch: str, device: torch.device):
+    """The StyleGAN2 config of ``resolution`` (256: channel_base 16384) and an embedder, random weights."""
+    from synthcore.nets.embedders import build_embedder
+    from synthcore.nets.stylegan2 import Generator
+
+    base = 16384 if resolution <= 256 else 32768
+    G = Generator(
+        z_dim=512, w_dim=512, img_resolution=resolution, mapping_kwargs={"num_layers": 8}, channel_base=base,
+        channel_max=512, seed=0,
+    )  # fmt: skip
+    G = G.to(device).eval().requires_grad_(False)
+    with torch.no_grad():  # a trained generator tracks the mean latent; give the random one the same
+        z = torch.randn(512, 512, generator=torch.Generator().manual_seed(0)).to(device)
+        G.mapping.w_avg.copy_(G.mapping(z, None)[:, 0].mean(0))
+    torch.manual_seed(0)
+    E = build_embedder(arch).requires_grad_(False)
+    for m in E.modules():  # spread the untrained BatchNorm statistics, as bench_embedder does
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            m.running_var.uniform_(0.5, 2.0)
+            m.running_mean.normal_(0, 0.1)
+    return G, E.to(device=device, memory_format=torch.channels_last)
+
+
+def _rate_row(op: str, case: str, n: int, stats: dict[str, Any], s: H.Settings, shape: str) -> dict[str, Any]:
+    ms = stats["median_ms"]
+    row = {
+        "op": op,
+        "case": case,
+        "shape": shape,
+        "device": s.device.type,
+        "dtype": "float32",
+        "median_ms": ms,
+        "identities_per_s": n / (ms / 1e3),
+        "timing": stats,
+    }
+    print(f"  {op} {case}: {ms / 1e3:.2f} s, {row['identities_per_s']:.3f} identities/s", file=sys.stderr, flush=True)
+    return row
+
+
+def _check(a: torch.Tensor, b: torch.Tensor, what: str) -> float:
+    scale = float(b.abs().max())
+    err = float((a - b).abs().max())
+    if not err <= 1e-3 * scale:
+        raise H.MismatchError(f"{what}: batched and per-identity latents differ (max abs err {err:.3g})")
+    return err
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    s = H.configure(args)
+    from synthcore.identity import FacePipeline
+    from synthcore.identity.dispersion import DispersionConfig, dispersion_iteration, initial_variations
+    from synthcore.identity.langevin import LangevinConfig, initial_latents, langevin_iteration
+
+    n = min(args.identities, 4) if s.quick else args.identities
+    a = min(args.variations, 2) if s.quick else args.variations
+    timing = {"warmup": 1, "repeats": 2 if s.quick else 3, "min_runs": 2 if s.quick else 3, "min_time_s": 0.0}
+    timing["max_time_s"] = 1e9  # iterations take seconds: the run count is fixed, not adapted
+    G, E = build_networks(args.resolution, args.arch, s.device)
+    native = FacePipeline(G, E, crop="arcface")
+    reference = FacePipeline(G, E, crop="arcface", impl="reference")
+    batch = args.lang_batch or n
+    shape = f"{args.resolution}px+{args.arch}"
+    rows: list[dict[str, Any]] = []
+
+    # Langevin: N identities, one step.
+    cfg = LangevinConfig(num_identities=n, seed=0)
+    _, _, w = initial_latents(native, n, 0, cfg.truncation_psi)
+    fns = {
+        "batched": lambda: langevin_iteration(native, w, 0, cfg, batch=batch)[0],
+        "per-identity": lambda: langevin_iteration(
+            reference, w, 0, cfg, batch=batch, per_identity=True, impl="reference"
+        )[0],
+        "batched single-forward": lambda: langevin_iteration(
+            native, w, 0, LangevinConfig(num_identities=n, seed=0, single_forward=True), batch=batch
+        )[0],
+    }
+    err = _check(fns["batched"](), fns["per-identity"](), "langevin")
+    stats = H.time_fns(fns, device=s.device, **timing)
+    for case in fns:
+        rows.append(_rate_row("langevin iteration", case, n, stats[case], s, shape))
+    rows[-3]["max_abs_err"] = err
+
+    # Dispersion: 2 identities x A variations, one step.
+    nd = 2
+    dcfg = DispersionConfig(num_variations=a, seed=0)
+    w_ref = w[:nd]
+    with torch.no_grad():
+        e_ref = native.embed(w_ref)
+    ids = torch.arange(nd)
+    wv = initial_variations(w_ref, ids, dcfg)
+    dfns = {
+        "batched": lambda: dispersion_iteration(native, wv, 0, dcfg, e_ref, ids, batch=nd * a)[0],
+        "per-identity": lambda: dispersion_iteration(
+            reference, wv, 0, dcfg, e_ref, ids, batch=nd * a, per_identity=True, impl="reference"
+        )[0],
+    }
+    derr = _check(dfns["batched"](), dfns["per-identity"](), "dispersion")
+    dstats = H.time_fns(dfns, device=s.device, **timing)
+    for case in dfns:
+        rows.append(_rate_row(f"dispersion iteration (x{a} variations)", case, nd, dstats[case], s, shape))
+    rows[-2]["max_abs_err"] = derr
+
+    # Speed-ups on the batched rows, so run_all's geometric mean reports them.
+    for lo in (0, 3):
+        base = rows[lo + 1]["median_ms"]
+        rows[lo]["speedup"] = base / rows[lo]["median_ms"]
+        rows[lo]["ref_ms"], rows[lo]["native_ms"] = base, rows[lo]["median_ms"]
+    return rows
+
+
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    header = f"{'op':40s} {'case':24s} {'shape':18s} {'median s':>9s} {'ids/s':>8s} {'speed-up':>9s}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        sp = f"{r['speedup']:.2f}x" if r.get("speedup") else ""
+        print(
+            f"{r['op']:40s} {r['case']:24s} {r['shape']:18s} {r['median_ms'] / 1e3:9.2f} "
+            f"{r['identities_per_s']:8.3f} {sp:>9s}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, parents=[H.common_parser()], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    H.configure(args)
+    info = H.machine_info()
+    H.print_machine_summary(info)
+    rows = run(args)
+    print()
+    print_rows(rows)
+    if args.json is not None:
+        H.write_json(args.json, rows, {"machine": info, "args": H.args_meta(args)})
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
