@@ -13,11 +13,13 @@ import torch
 from torch import nn
 
 from synthcore.nets import stylegan2
+from synthcore.nets.discriminator import Discriminator
 from synthcore.nets.persistence import PersistentRecord, SnapshotError, read_snapshot
 
-__all__ = ["generator_from_record", "load_network_pickle", "load_into", "NETWORK_KEYS"]
+__all__ = ["discriminator_from_record", "generator_from_record", "load_network_pickle", "load_into", "NETWORK_KEYS"]
 
 NETWORK_KEYS = ("G_ema", "G", "D")
+_DISCRIMINATOR_ARGS = ("c_dim", "img_resolution", "img_channels")
 _GENERATOR_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
 _SHOWN = 8  # problems listed in one error message
 
@@ -125,17 +127,31 @@ def generator_from_record(rec: PersistentRecord, source: str = "snapshot") -> st
     return _freeze(G)
 
 
+def discriminator_from_record(rec: PersistentRecord, source: str = "snapshot") -> Discriminator:
+    """A frozen, eval-mode synthcore Discriminator holding the weights of an official ``Discriminator`` record."""
+    kwargs = _init_kwargs(rec, _DISCRIMINATOR_ARGS)
+    try:
+        D = Discriminator(**kwargs, init=False)
+    except (TypeError, ValueError) as exc:
+        raise SnapshotError(f"{source}: cannot build the discriminator from its stored arguments: {exc}") from None
+    load_into(D, rec, source)
+    return _freeze(D)
+
+
 def _convert(key: str, value: Any, source: str) -> Any:
     if not isinstance(value, PersistentRecord):
         return value
     if value.class_name == "Generator":
         return generator_from_record(value, f"{source} [{key}]")
-    return value  # Discriminator, AugmentPipe and anything else: kept as an inert record
+    if value.class_name == "Discriminator":
+        return discriminator_from_record(value, f"{source} [{key}]")
+    return value  # AugmentPipe and anything else: kept as an inert record
 
 
 def load_network_pickle(path: Union[str, Path], keys: Optional[List[str]] = None) -> Dict[str, Any]:
-    """Read an official snapshot: ``G``/``G_ema`` become Generators; other records (``D``, ``augment_pipe``) stay
-    inert :class:`PersistentRecord`; ``training_set_kwargs`` is a plain dict. Missing optional keys read as None.
+    """Read an official snapshot: ``G``/``G_ema`` become Generators, ``D`` a Discriminator; other records
+    (``augment_pipe``) stay inert :class:`PersistentRecord`; ``training_set_kwargs`` is a plain dict. Missing
+    optional keys read as None.
 
     ``keys``: convert only these networks (the others are returned as records).
     """
