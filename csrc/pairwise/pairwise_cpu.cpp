@@ -15,34 +15,125 @@ namespace {
 
 struct Partial {  // column-side partial statistics of one thread (symmetric tiles)
   std::vector<float> energy, dsum, coef, dmin, dmax;
-  std::vector<int32_t> valid, within;
+  // Counts kept as float (exact: at most one tile's rows, far below 2^24) so the whole loop is one lane type.
+  std::vector<float> valid, within;
   void reset(int64_t n) {
     energy.assign(n, 0.f);
     dsum.assign(n, 0.f);
     coef.assign(n, 0.f);
     dmin.assign(n, std::numeric_limits<float>::infinity());
     dmax.assign(n, -std::numeric_limits<float>::infinity());
-    valid.assign(n, 0);
-    within.assign(n, 0);
+    valid.assign(n, 0.f);
+    within.assign(n, 0.f);
   }
 };
+
+// Per-row reductions of one pass.
+struct RowStats {
+  float e_sum = 0.f, d_sum = 0.f, c_sum = 0.f;
+  float d_min = std::numeric_limits<float>::infinity(), d_max = -std::numeric_limits<float>::infinity();
+  int32_t n_valid = 0, n_within = 0, n_inside = 0;
+};
+
+struct Consts {
+  float r0, kc, rc, sc;
+};
+
+// One row of a tile, columns [j_lo, j_hi). A separate function so every pointer is a restrict *parameter*:
+// GCC honours restrict on parameters but not on local pointers, and without it the symmetric variant (seven
+// column-partial arrays besides the tile row) fell back to its scalar loop version at run time.
+template <int Metric, bool Grouped, bool Exclude, bool Sym>
+__attribute__((noinline)) RowStats row_pass(float* __restrict s, int32_t j_lo, int32_t j_hi, int32_t self_col,
+                                            bool same, int64_t g, float qs, const int64_t* __restrict k_group,
+                                            const float* __restrict k_sq, Consts k, float* __restrict pe,
+                                            float* __restrict pd, float* __restrict pc, float* __restrict pmin,
+                                            float* __restrict pmax, float* __restrict pv,
+                                            float* __restrict pw) {
+  const float r0 = k.r0, kc = k.kc, rc = k.rc, sc_ = k.sc;
+  float e_sum = 0.f, d_sum = 0.f, c_sum = 0.f, d_min = std::numeric_limits<float>::infinity(),
+        d_max = -std::numeric_limits<float>::infinity();
+  int32_t n_valid = 0, n_within = 0, n_inside = 0;
+#pragma omp simd reduction(+ : e_sum, d_sum, c_sum, n_valid, n_within, n_inside) reduction(min : d_min) \
+    reduction(max : d_max)
+  for (int32_t j = j_lo; j < j_hi; ++j) {
+    bool valid = true;
+    if (Grouped) valid = k_group[j] == g;
+    if (Exclude) valid = valid && j != self_col;
+    // The expansion behind S loses the exact values of a row with itself; restore them (a select, not a
+    // conditional store followed by a reload, which the vectoriser refused).
+    const bool self = same && j == self_col;
+    const float sj = self ? (Metric == kAngle ? 1.f : qs) : s[j];
+    float d, coef, cc;
+    if (Metric == kAngle) {
+      float x = sc_ * sj;
+      x = x > 1.f ? 1.f : (x < -1.f ? -1.f : x);
+      d = vacosf(x);
+      coef = (valid && d < r0) ? kc * (r0 - d) * sc_ / std::sqrt(1.f - x * x) : 0.f;
+      cc = coef * sj;
+    } else {
+      // Load k_sq unconditionally: inside the select it became a masked load the vectoriser refused.
+      const float d2_expanded = qs + k_sq[j] - 2.f * sj;
+      const float d2 = self ? 0.f : d2_expanded;
+      d = std::sqrt(d2 > 0.f ? d2 : 0.f);
+      // At d == 0 the direction is undefined: no force (as torch's norm gradient), but the energy counts.
+      coef = (valid && d < r0 && d > 0.f) ? kc * (r0 - d) / d : 0.f;
+      cc = coef;
+    }
+    const bool in = coef != 0.f;
+    const float e = (valid && d < r0) ? 0.5f * kc * (r0 - d) * (r0 - d) : 0.f;
+    s[j] = coef;
+    e_sum += e;
+    c_sum += cc;
+    n_inside += in ? 1 : 0;
+    d_sum += valid ? d : 0.f;
+    n_valid += valid ? 1 : 0;
+    n_within += (valid && d < rc) ? 1 : 0;
+    d_min = valid ? std::min(d_min, d) : d_min;
+    d_max = valid ? std::max(d_max, d) : d_max;
+    if (Sym) {
+      pe[j] += e;
+      pc[j] += cc;
+      pd[j] += valid ? d : 0.f;
+      pv[j] += valid ? 1.f : 0.f;
+      pw[j] += (valid && d < rc) ? 1.f : 0.f;
+      // Select first, then store unconditionally: a conditional store becomes a masked store, which is
+      // microcoded and slow on AMD cores.
+      // Values, not std::min/max: those return a reference to one of their arguments, and a select between a
+      // memory location and a temporary kept GCC from vectorising this loop at all (it ran scalar).
+      const float lo = pmin[j], hi = pmax[j];
+      const float vlo = valid ? d : std::numeric_limits<float>::infinity();
+      const float vhi = valid ? d : -std::numeric_limits<float>::infinity();
+      pmin[j] = vlo < lo ? vlo : lo;
+      pmax[j] = vhi > hi ? vhi : hi;
+    }
+  }
+  RowStats r;
+  r.e_sum = e_sum;
+  r.d_sum = d_sum;
+  r.c_sum = c_sum;
+  r.d_min = d_min;
+  r.d_max = d_max;
+  r.n_valid = n_valid;
+  r.n_within = n_within;
+  r.n_inside = n_inside;
+  return r;
+}
 
 template <int Metric, bool Grouped, bool Exclude, bool Sym>
 int64_t run(float* S, const PairTile& t, const float* q_sq, const float* k_sq, const int64_t* q_group,
             const int64_t* k_group, const PairAcc& R, const PairAcc& C, int threads) {
-  const float r0 = float(t.r0), kc = float(t.k), rc = float(t.r_count), sc_ = float(t.scale);
+  const Consts k{float(t.r0), float(t.k), float(t.r_count), float(t.scale)};
   const int64_t cols = t.cols;
-  const int32_t cols32 = int32_t(cols);  // tiles are far below 2^31 columns (checked by the binding)
   int64_t inside_total = 0;
   threads = int(std::max<int64_t>(1, std::min<int64_t>(threads, t.rows)));
   std::vector<Partial> parts(Sym ? threads : 0);
+  // Key-side arrays shifted to the tile's first column, so the row pass indexes them by tile column.
+  const int64_t* kg = Grouped ? k_group + t.col0 : nullptr;
+  const float* ks = Metric == kL2 ? k_sq + t.col0 : nullptr;
 #pragma omp parallel num_threads(threads) reduction(+ : inside_total)
   {
-    // Raw, restrict-qualified pointers: the column partials never alias the tile, so the compiler may keep the
-    // loop free of alias checks.
-    float *__restrict pe = nullptr, *__restrict pd = nullptr, *__restrict pc = nullptr;
-    float *__restrict pmin = nullptr, *__restrict pmax = nullptr;
-    int32_t *__restrict pv = nullptr, *__restrict pw = nullptr;
+    float *pe = nullptr, *pd = nullptr, *pc = nullptr, *pmin = nullptr, *pmax = nullptr;
+    float *pv = nullptr, *pw = nullptr;
     if (Sym) {
       Partial* P = &parts[omp_get_thread_num()];
       P->reset(cols);
@@ -56,72 +147,22 @@ int64_t run(float* S, const PairTile& t, const float* q_sq, const float* k_sq, c
     }
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < t.rows; ++i) {
-      float* __restrict s = S + i * t.ld;
       const int64_t gi = t.row0 + i;
       // Column of the pair (i, i + query_offset) in this tile, or -1. Kept 32-bit like every other lane value:
-      // GCC 12 miscompiled the int32 reductions below when a 64-bit compare fed them (AVX2 build).
+      // GCC 12 miscompiled the int32 reductions when a 64-bit compare fed them (AVX2 build).
       const int64_t self64 = gi + t.query_offset - t.col0;
       const int32_t self_col = (self64 >= 0 && self64 < cols) ? int32_t(self64) : -1;
-      const int64_t g = Grouped ? q_group[gi] : 0;
-      const float qs = Metric == kL2 ? q_sq[gi] : 0.f;
-      const bool same = t.same_rows;
-      float e_sum = 0.f, d_sum = 0.f, c_sum = 0.f, d_min = std::numeric_limits<float>::infinity(),
-            d_max = -std::numeric_limits<float>::infinity();
-      int32_t n_valid = 0, n_within = 0, n_inside = 0;
-#pragma omp simd reduction(+ : e_sum, d_sum, c_sum, n_valid, n_within, n_inside) reduction(min : d_min) \
-    reduction(max : d_max)
-      for (int32_t j = 0; j < cols32; ++j) {
-        bool valid = true;
-        if (Grouped) valid = k_group[t.col0 + j] == g;
-        if (Exclude) valid = valid && j != self_col;
-        // The expansion behind S loses the exact values of a row with itself; restore them.
-        const bool self = same && j == self_col;
-        if (self) s[j] = Metric == kAngle ? 1.f : qs;
-        float d, coef, cc;
-        if (Metric == kAngle) {
-          float x = sc_ * s[j];
-          x = x > 1.f ? 1.f : (x < -1.f ? -1.f : x);
-          d = vacosf(x);
-          coef = (valid && d < r0) ? kc * (r0 - d) * sc_ / std::sqrt(1.f - x * x) : 0.f;
-          cc = coef * s[j];
-        } else {
-          const float d2 = self ? 0.f : qs + k_sq[t.col0 + j] - 2.f * s[j];
-          d = std::sqrt(d2 > 0.f ? d2 : 0.f);
-          // At d == 0 the direction is undefined: no force (as torch's norm gradient), but the energy counts.
-          coef = (valid && d < r0 && d > 0.f) ? kc * (r0 - d) / d : 0.f;
-          cc = coef;
-        }
-        const bool in = coef != 0.f;
-        const float e = (valid && d < r0) ? 0.5f * kc * (r0 - d) * (r0 - d) : 0.f;
-        s[j] = coef;
-        e_sum += e;
-        c_sum += cc;
-        n_inside += in ? 1 : 0;
-        d_sum += valid ? d : 0.f;
-        n_valid += valid ? 1 : 0;
-        n_within += (valid && d < rc) ? 1 : 0;
-        d_min = valid ? std::min(d_min, d) : d_min;
-        d_max = valid ? std::max(d_max, d) : d_max;
-        if (Sym) {
-          pe[j] += e;
-          pc[j] += cc;
-          pd[j] += valid ? d : 0.f;
-          pv[j] += valid ? 1 : 0;
-          pw[j] += (valid && d < rc) ? 1 : 0;
-          // Select first, then store unconditionally: a conditional store becomes a masked store, which is
-          // microcoded and slow on AMD cores.
-          pmin[j] = std::min(pmin[j], valid ? d : std::numeric_limits<float>::infinity());
-          pmax[j] = std::max(pmax[j], valid ? d : -std::numeric_limits<float>::infinity());
-        }
-      }
-      R.energy[gi] += e_sum;
-      R.dist_sum[gi] += d_sum;
-      R.coef_sum[gi] += c_sum;
-      R.valid[gi] += n_valid;
-      R.within[gi] += n_within;
-      R.dist_min[gi] = std::min(R.dist_min[gi], d_min);
-      R.dist_max[gi] = std::max(R.dist_max[gi], d_max);
-      inside_total += n_inside;
+      const RowStats r = row_pass<Metric, Grouped, Exclude, Sym>(
+          S + i * t.ld, 0, int32_t(cols), self_col, t.same_rows, Grouped ? q_group[gi] : 0,
+          Metric == kL2 ? q_sq[gi] : 0.f, kg, ks, k, pe, pd, pc, pmin, pmax, pv, pw);
+      R.energy[gi] += r.e_sum;
+      R.dist_sum[gi] += r.d_sum;
+      R.coef_sum[gi] += r.c_sum;
+      R.valid[gi] += r.n_valid;
+      R.within[gi] += r.n_within;
+      R.dist_min[gi] = std::min(R.dist_min[gi], r.d_min);
+      R.dist_max[gi] = std::max(R.dist_max[gi], r.d_max);
+      inside_total += r.n_inside;
     }
   }
   if (Sym) {
@@ -132,8 +173,8 @@ int64_t run(float* S, const PairTile& t, const float* q_sq, const float* k_sq, c
         C.energy[gj] += P.energy[j];
         C.dist_sum[gj] += P.dsum[j];
         C.coef_sum[gj] += P.coef[j];
-        C.valid[gj] += P.valid[j];
-        C.within[gj] += P.within[j];
+        C.valid[gj] += int64_t(P.valid[j]);
+        C.within[gj] += int64_t(P.within[j]);
         C.dist_min[gj] = std::min(C.dist_min[gj], P.dmin[j]);
         C.dist_max[gj] = std::max(C.dist_max[gj], P.dmax[j]);
       }
