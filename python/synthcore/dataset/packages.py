@@ -115,6 +115,8 @@ def import_package(
     with a warning).
     """
     path = Path(path)
+    if Path(out).exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists")
     try:
         f = h5py.File(path, "r")
     except OSError as exc:

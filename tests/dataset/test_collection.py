@@ -1,0 +1,173 @@
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from synthcore.dataset import SampleCollection, check_label, sha256_file
+from synthcore.dataset.collection import FORMAT
+
+from .conftest import fill
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _child(code: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "python"))
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True)
+
+
+def test_round_trip_and_reads(tmp_path):
+    path = tmp_path / "samples.h5"
+    gen = tmp_path / "G.bin"
+    gen.write_bytes(b"weights")
+    w = torch.randn(5, 4)
+    e = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    with SampleCollection.create(path, w_dim=4, z_dim=2, embedding_dim=3, generator=gen, options={"k": 1.5}) as c:
+        assert not path.exists()  # atomic: only the partial file exists until close
+        rows = c.append([0, 0, 1, 2, 2], ["reference", "augmentation_0", "reference", "reference", "pose_1"],
+                        w=w, z=torch.zeros(5, 2), embedding=e)  # fmt: skip
+        assert rows == range(0, 5)
+    assert path.exists() and not (tmp_path / ".samples.h5.partial").exists()
+    with SampleCollection.open(path) as c:
+        assert len(c) == 5 and c.columns == ("identity", "label", "w", "z", "embedding")
+        assert c.w_space == "w" and c.w_dim == 4 and c.width("embedding") == 3 and c.width("c") is None
+        data = c.read()
+        assert np.array_equal(data["w"], w.numpy()) and np.array_equal(data["embedding"], e)
+        assert data["label"].tolist() == ["reference", "augmentation_0", "reference", "reference", "pose_1"]
+        assert c.identities().tolist() == [0, 1, 2]
+        assert c.rows_of(2).tolist() == [3, 4]
+        assert c.by_identity(0)["label"].tolist() == ["reference", "augmentation_0"]
+        picked = c.read([4, 0, 4], ["identity", "w"])  # any order, repeats allowed
+        assert picked["identity"].tolist() == [2, 0, 2] and np.array_equal(picked["w"][1], w[0].numpy())
+        assert [lo for lo, _ in c.iter_batches(2)] == [0, 2, 4]
+        assert len(list(c)) == 5
+        a = c.attrs
+        assert a["format"] == FORMAT and a["options"] == {"k": 1.5} and a["num_rows"] == 5
+        assert a["generator_sha256"] == sha256_file(gen) and a["generator"] == str(gen.resolve())
+        with pytest.raises(PermissionError):
+            c.append(3, "reference", w=w[:1], z=torch.zeros(1, 2), embedding=e[:1])
+
+
+def test_append_reopen_and_w_plus(tmp_path):
+    path = tmp_path / "s.h5"
+    with SampleCollection.create(path, w_dim=3, num_ws=4, embedding_dim=2) as c:
+        fill(c, identities=2)
+    with SampleCollection.open(path, "a") as c:
+        c.append(7, "reference", w_plus=np.ones((1, 4, 3), np.float32), embedding=np.ones((1, 2), np.float32))
+    with SampleCollection.open(path) as c:
+        assert len(c) == 7 and c.num_ws == 4 and c.read([6])["identity"].tolist() == [7]
+        assert c.read(slice(6, 7))["w_plus"].shape == (1, 4, 3)
+
+
+def test_append_validation(tmp_path):
+    with SampleCollection.create(tmp_path / "s.h5", w_dim=3, embedding_dim=2) as c:
+        ok = {"w": np.zeros((1, 3), np.float32), "embedding": np.zeros((1, 2), np.float32)}
+        c.append(0, "reference", **ok)
+        with pytest.raises(ValueError, match="already exists"):
+            c.append(0, "reference", **ok)
+        with pytest.raises(ValueError, match="already exists"):
+            c.append([1, 1], ["a", "a"], w=np.zeros((2, 3), np.float32), embedding=np.zeros((2, 2), np.float32))
+        with pytest.raises(ValueError, match="must give embedding"):
+            c.append(1, "reference", w=ok["w"])
+        with pytest.raises(ValueError, match=r"w must be \[1, 3\]"):
+            c.append(1, "reference", w=np.zeros((1, 4), np.float32), embedding=ok["embedding"])
+        with pytest.raises(ValueError, match="no 'z' column"):
+            c.append(1, "reference", z=np.zeros((1, 3), np.float32), **ok)
+        with pytest.raises(ValueError, match="stores w, not w_plus"):
+            c.append(1, "reference", w_plus=np.zeros((1, 2, 3), np.float32), embedding=ok["embedding"])
+        with pytest.raises(ValueError, match=">= 0"):
+            c.append(-1, "reference", **ok)
+        with pytest.raises(ValueError, match="bad sample label"):
+            c.append(1, "../x", **ok)
+        assert len(c) == 1  # nothing half-appended by the refused calls
+    for bad in ("", ".hidden", "a/b", "a\\b", "x\ny"):
+        with pytest.raises(ValueError):
+            check_label(bad)
+    with pytest.raises(FileExistsError):
+        SampleCollection.create(tmp_path / "s.h5", w_dim=3)
+    with pytest.raises(FileNotFoundError):
+        SampleCollection.open(tmp_path / "missing.h5")
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    with pytest.raises(ValueError, match="cannot open"):
+        SampleCollection.open(tmp_path / "junk.h5")
+
+
+def test_same_appends_same_content(tmp_path):
+    digests = []
+    for name, batch in (("a.h5", 1), ("b.h5", 3)):
+        with SampleCollection.create(tmp_path / name, w_dim=4, embedding_dim=2, options={"seed": 3}) as c:
+            g = np.random.default_rng(0)
+            w, e = g.standard_normal((6, 4)).astype(np.float32), g.standard_normal((6, 2)).astype(np.float32)
+            for lo in range(0, 6, batch):  # different batching, same rows
+                c.append(np.arange(lo, lo + batch), "reference", w=w[lo : lo + batch], embedding=e[lo : lo + batch])
+        with SampleCollection.open(tmp_path / name) as c:
+            digests.append(c.content_digest())
+    assert digests[0] == digests[1]
+    with SampleCollection.open(tmp_path / "b.h5", "a") as c:
+        c.append(99, "reference", w=np.zeros((1, 4), np.float32), embedding=np.zeros((1, 2), np.float32))
+        assert c.content_digest() != digests[0]
+
+
+def test_torn_append_is_invisible(tmp_path):
+    path = tmp_path / "s.h5"
+    with SampleCollection.create(path, w_dim=3, embedding_dim=2) as c:
+        fill(c, identities=2)
+        clean = c.content_digest()
+    # A writer dies after filling the columns of its next append but before committing it.
+    res = _child(
+        f"""
+        import os, h5py, numpy as np
+        from synthcore.dataset import SampleCollection
+        real = h5py.AttributeManager.__setitem__
+        def dying(self, key, value):
+            if key == "num_rows":
+                os._exit(9)
+            real(self, key, value)
+        c = SampleCollection.open({str(path)!r}, "a")
+        h5py.AttributeManager.__setitem__ = dying
+        c.append([5, 5], ["reference", "x"], w=np.ones((2, 3), np.float32), embedding=np.ones((2, 2), np.float32))
+        """
+    )
+    assert res.returncode == 9, res.stderr
+    with h5py.File(path, "r") as f:
+        assert f["w"].shape[0] == 8 and int(f.attrs["num_rows"]) == 6  # the rows are in the file, uncommitted
+    with SampleCollection.open(path) as c:
+        assert len(c) == 6 and c.content_digest() == clean and 5 not in c.identities()
+    with SampleCollection.open(path, "a") as c:  # the next writer cuts them off and can reuse the labels
+        c.append(5, "reference", w=np.zeros((1, 3), np.float32), embedding=np.zeros((1, 2), np.float32))
+    with h5py.File(path, "r") as f:
+        assert f["w"].shape[0] == 7
+
+
+def test_killed_atomic_writer_leaves_no_file(tmp_path):
+    path = tmp_path / "s.h5"
+    res = _child(
+        f"""
+        import os, numpy as np
+        from synthcore.dataset import SampleCollection
+        c = SampleCollection.create({str(path)!r}, w_dim=3)
+        c.append(0, "reference", w=np.ones((1, 3), np.float32))
+        os._exit(3)
+        """
+    )
+    assert res.returncode == 3, res.stderr
+    assert not path.exists()
+    with SampleCollection.create(path, w_dim=3) as c:  # the stale partial file is replaced
+        assert len(c) == 0
+    # In an atomic append session an exception leaves the original untouched.
+    with pytest.raises(RuntimeError):
+        with SampleCollection.open(path, "a", atomic=True) as c:
+            c.append(0, "reference", w=np.ones((1, 3), np.float32))
+            raise RuntimeError("boom")
+    with SampleCollection.open(path) as c:
+        assert len(c) == 0
+    with SampleCollection.open(path, "a", atomic=True) as c:
+        c.append(0, "reference", w=np.ones((1, 3), np.float32))
+    with SampleCollection.open(path) as c:
+        assert len(c) == 1
