@@ -15,7 +15,7 @@ __all__ = ["PALETTE", "histogram_chart", "line_chart", "nice_ticks"]
 # Colour-blind-safe (Okabe-Ito) colours, in the order series are drawn.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 _W, _H = 640, 400
-_LEFT, _RIGHT, _TOP, _BOTTOM = 72, 20, 40, 56
+_LEFT, _RIGHT, _TOP, _BOTTOM = 72, 20, 56, 56
 
 
 def nice_ticks(lo: float, hi: float, target: int = 6) -> List[float]:
@@ -100,13 +100,14 @@ class _Frame:
 
 
 def _legend(names: Sequence[str]) -> List[str]:
+    """One row of entries between the title and the plot area, so the legend never hides data."""
     out = []
+    x = _LEFT
     for i, name in enumerate(names):
-        y = _TOP + 14 + 16 * i
-        x = _W - _RIGHT - 150
         colour = PALETTE[i % len(PALETTE)]
-        out.append(f'<line x1="{x}" y1="{y - 4}" x2="{x + 18}" y2="{y - 4}" stroke="{colour}" stroke-width="3"/>')
-        out.append(f'<text x="{x + 24}" y="{y}">{escape(name)}</text>')
+        out.append(f'<line x1="{x}" y1="40" x2="{x + 18}" y2="40" stroke="{colour}" stroke-width="3"/>')
+        out.append(f'<text x="{x + 24}" y="44">{escape(name)}</text>')
+        x += 40 + 7 * len(name)
     return out
 
 
