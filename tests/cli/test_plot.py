@@ -53,3 +53,28 @@ def test_plot_while_locked_and_errors(tmp_path, capsys):
     assert main(["plot", "--outdir", str(empty)]) == 1
     assert "nothing to plot" in capsys.readouterr().err
     assert main(["plot", "--outdir", str(tmp_path / "missing")]) == 1
+
+
+def test_plot_computes_missing_embeddings(tmp_path, capsys):
+    import torch
+
+    from synthcore.nets.generator_files import save_generator
+    from synthcore.nets.stylegan2 import Generator
+    from tests.nets.conftest import small_state_dict
+
+    G = Generator(z_dim=8, w_dim=8, img_resolution=32, channel_base=128, channel_max=16,
+                  mapping_kwargs={"num_layers": 2}).eval()  # fmt: skip
+    save_generator(G, tmp_path / "G.pt")
+    torch.save(small_state_dict("iresnet18"), tmp_path / "e.pth")
+    rd = tmp_path / "run"
+    with torch.no_grad():
+        w = G.mapping(torch.randn(4, 8, generator=torch.Generator().manual_seed(0)), None, truncation_psi=0.7)[:, 0]
+    with SampleCollection.create(rd / "samples.h5", w_dim=8, generator=tmp_path / "G.pt") as c:
+        c.append([0, 0, 1, 2], ["reference", "a", "reference", "reference"], w=w)
+    assert main(["plot", "--outdir", str(rd)]) == 1  # nothing to plot without embeddings
+    assert "no embeddings" in capsys.readouterr().out
+    assert main(["plot", "--outdir", str(rd), "--embedder", str(tmp_path / "e.pth"), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "over 3 pairs" in out and "over 1 pairs" in out  # 3 identities; one identity with 2 samples
+    with SampleCollection.open(rd / "samples.h5") as c:
+        assert "embedding" not in c.columns  # computed for the plot, not stored
