@@ -181,3 +181,34 @@ def test_corrupt_tensor_storage_is_reported():
 def test_missing_file():
     with pytest.raises(FileNotFoundError):
         read_snapshot("/nonexistent/network.pkl")
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4])
+def test_plain_data_variants_decode(protocol):
+    """bytes (protocol 2 uses _codecs.encode), numpy scalars of either NumPy generation, sets, OrderedDicts."""
+    import collections
+
+    import numpy as np
+
+    payload = {
+        "raw": b"\x00\xffabc",
+        "f64": np.float64(0.125),
+        "f32": np.float32(2.5),
+        "i64": np.int64(-7),
+        "set": {1, 2},
+        "od": collections.OrderedDict(a=1),
+        "arr": np.arange(6, dtype=np.int32).reshape(2, 3),
+    }
+    out = loads_snapshot(pickle.dumps(payload, protocol=protocol))
+    assert out["raw"] == b"\x00\xffabc"
+    assert out["f64"] == 0.125 and out["f32"] == 2.5 and out["i64"] == -7
+    assert out["set"] == {1, 2} and out["od"] == {"a": 1}
+    np.testing.assert_array_equal(out["arr"], np.arange(6).reshape(2, 3))
+
+
+def test_numpy_object_arrays_are_refused():
+    import numpy as np
+
+    blob = pickle.dumps({"arr": np.array([1, "x"], dtype=object)}, protocol=4)
+    with pytest.raises(UnsafePickleError):
+        loads_snapshot(blob)

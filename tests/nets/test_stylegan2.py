@@ -5,8 +5,10 @@ import math
 import pytest
 import torch
 
+from synthcore.nets.generator_files import load_generator
 from synthcore.nets.stylegan2 import Generator, normalize_2nd_moment
-from tests.nets.sg2_data import MODELS, arrays, assert_close, generator
+from tests.conftest import cuda_only
+from tests.nets.sg2_data import MODELS, arrays, assert_close, generator, pkl
 
 TRUNCATIONS = {"psi1": (1, None), "psi0.7": (0.7, None), "psi0.5_cutoff3": (0.5, 3)}
 
@@ -200,3 +202,24 @@ def test_normalize_2nd_moment():
     x = torch.randn(4, 10) * 3
     y = normalize_2nd_moment(x)
     assert torch.allclose(y.square().mean(1), torch.ones(4), atol=1e-5)
+
+
+@cuda_only
+@pytest.mark.parametrize("impl", [None, "reference"])
+def test_cuda_matches_reference_fp32_and_fp16(impl):
+    """On CUDA: float32 (force_fp32) within the float32 tolerance, the default fp16 blocks within 5e-2."""
+    name = "sg2ada_r32_uncond_fp16"
+    ref = arrays(name)
+    G = load_generator(pkl(name), device="cuda")
+    z = torch.from_numpy(ref["z"]).cuda()
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # TF32 alone errs ~1e-3
+    try:
+        with torch.no_grad():
+            img32 = G(z, impl=impl, force_fp32=True)
+            img16 = G(z, impl=impl)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    assert img16.dtype == torch.float32
+    assert_close(img32, ref["img_psi1_const"], "cuda fp32")
+    assert_close(img16, ref["img_psi1_const"], "cuda fp16 blocks", atol=5e-2, rtol=0)

@@ -11,6 +11,7 @@ are decoded from their raw bytes. Any other global (``os.system``, ``builtins.ev
 error naming it. Format: ``../shared/testdata/stylegan2/README.md`` section 6.
 """
 
+import _compat_pickle
 import collections
 import io
 import math
@@ -345,6 +346,10 @@ class SnapshotUnpickler(pickle.Unpickler):
     """A pickle reader that resolves globals only through ``_ALLOWED``."""
 
     def find_class(self, module: str, name: str) -> Any:
+        # Protocol 2 writes Python 2 names (__builtin__.set, ...); translate them as pickle itself does. The
+        # translated name must still be on the allow-list.
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         target = _ALLOWED.get((module, name))
         if target is None:
             raise UnsafePickleError(
