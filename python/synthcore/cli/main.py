@@ -6,9 +6,9 @@ import sys
 from typing import List, Optional
 
 from synthcore import __version__
-from synthcore.cli import convert, demo, embed, generate, info, plot, render
+from synthcore.cli import convert, demo, embed, generate, info, plot, references, render, variations
 
-COMMANDS = [info, demo, embed, generate, convert, render, plot]
+COMMANDS = [info, demo, embed, generate, convert, references, variations, render, plot]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -183,7 +183,7 @@ def _adaptive_dt(d_min: torch.Tensor, drift: torch.Tensor, a: int, cfg: Dispersi
 
 def _embedding_row(t, e, w, w_avg, e_ref_rows, groups, cfg, impl) -> Dict[str, float]:
     """Intra-identity statistics of step t, and the angles to each row's reference (``refd_*``)."""
-    row = {"iteration": float(t), **distance_stats(e, w, w_avg, cfg.ict, groups=groups, impl=impl)}
+    row = distance_stats(e, w, w_avg, cfg.ict, groups=groups, impl=impl)
     ref_d = angle(e, e_ref_rows).double()
     row.update({"refd_min": float(ref_d.min()), "refd_avg": float(ref_d.mean()), "refd_max": float(ref_d.max())})
     return row

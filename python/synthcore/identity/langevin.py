@@ -185,7 +185,7 @@ def interaction_forces_per_identity(
 
 
 def _embedding_row(t, e, w, w_avg, cfg, external, impl) -> Dict[str, float]:
-    row = {"iteration": float(t), **distance_stats(e, w, w_avg, cfg.ict, impl=impl)}
+    row = distance_stats(e, w, w_avg, cfg.ict, impl=impl)
     if external is not None and external.shape[0]:
         row["ext_dist_min"] = float(pairwise(e, external, r0=0.0, need_grad=False, impl=impl).dist_min.min())
     return row
