@@ -173,3 +173,10 @@ def test_killed_atomic_writer_leaves_no_file(tmp_path):
         c.append(0, "reference", w=np.ones((1, 3), np.float32))
     with SampleCollection.open(path) as c:
         assert len(c) == 1
+
+
+def test_open_while_another_process_writes(tmp_path):
+    path = tmp_path / "s.h5"
+    with SampleCollection.create(path, w_dim=2, atomic=False):
+        res = _child(f"from synthcore.dataset import SampleCollection; SampleCollection.open({str(path)!r})")
+    assert res.returncode != 0 and "open for writing by another process" in res.stderr

@@ -533,8 +533,15 @@ class SampleCollection:
         self._f.flush()
 
 
+def open_error(exc: OSError) -> str:
+    """Why HDF5 refused to open a file, in words (a lock held by a writer is the common case)."""
+    if "unable to lock file" in str(exc) or getattr(exc, "errno", None) == 11:
+        return "the file is open for writing by another process (wait for the command writing it to finish)"
+    return f"cannot open as HDF5 ({exc})"
+
+
 def _open_h5(path: Path, mode: str) -> h5py.File:
     try:
         return h5py.File(path, mode)
     except OSError as exc:
-        raise ValueError(f"{path}: cannot open as HDF5 ({exc})") from None
+        raise ValueError(f"{path}: {open_error(exc)}") from None

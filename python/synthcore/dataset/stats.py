@@ -22,6 +22,8 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Union
 import h5py
 import numpy as np
 
+from synthcore.dataset.collection import open_error
+
 __all__ = ["FORMAT", "STAT_NAMES", "StatsFile", "read_stats", "write_stats"]
 
 FORMAT = "synthcore.stats/1"
@@ -79,7 +81,7 @@ class StatsFile:
         try:
             f = h5py.File(path, "r" if mode == "r" else "r+")
         except OSError as exc:
-            raise ValueError(f"{path}: cannot open as HDF5 ({exc})") from None
+            raise ValueError(f"{path}: {open_error(exc)}") from None
         return cls(f, path, writable=mode == "a")
 
     def __len__(self) -> int:
