@@ -180,3 +180,26 @@ def test_open_while_another_process_writes(tmp_path):
     with SampleCollection.create(path, w_dim=2, atomic=False):
         res = _child(f"from synthcore.dataset import SampleCollection; SampleCollection.open({str(path)!r})")
     assert res.returncode != 0 and "open for writing by another process" in res.stderr
+
+
+def test_merge_shards(tmp_path):
+    from synthcore.dataset import merge_collections
+
+    parts = []
+    for rank in range(3):
+        p = tmp_path / f"samples_{rank}.h5"
+        with SampleCollection.create(p, w_dim=3, embedding_dim=2, options={"rank": rank}) as c:
+            c.append([rank, rank + 10], "reference", w=np.full((2, 3), rank, np.float32),
+                     embedding=np.zeros((2, 2), np.float32))  # fmt: skip
+        parts.append(p)
+    with merge_collections(parts, tmp_path / "samples.h5", block=1) as m:
+        assert m.read(columns=["identity"])["identity"].tolist() == [0, 10, 1, 11, 2, 12]
+        assert m.read([5])["w"].tolist() == [[2.0, 2.0, 2.0]]
+        assert [d["options"] for d in m.options["merged_from"]] == [{"rank": 0}, {"rank": 1}, {"rank": 2}]
+    with pytest.raises(ValueError, match="already exists"):  # the same identity and label in two shards
+        merge_collections([parts[0], parts[0]], tmp_path / "dup.h5")
+    assert not (tmp_path / "dup.h5").exists() and not (tmp_path / ".dup.h5.partial").exists()
+    with SampleCollection.create(tmp_path / "other.h5", w_dim=4) as c:
+        c.append(50, "reference", w=np.zeros((1, 4), np.float32))
+    with pytest.raises(ValueError, match="columns"):
+        merge_collections([parts[0], tmp_path / "other.h5"], tmp_path / "bad.h5")

@@ -1,6 +1,7 @@
 """``synthcore.dataset``: what a run writes, and how it is written safely.
 
-* ``collection``: ``SampleCollection``, the columnar ``samples.h5`` (latents, identities, labels, embeddings).
+* ``collection``: ``SampleCollection``, the columnar ``samples.h5`` (latents, identities, labels, embeddings),
+  and ``merge_collections`` for shards.
 * ``stats``: ``stats.h5``, per-iteration statistics (``StatsFile``, ``read_stats``, ``write_stats``).
 * ``checkpoint``: bit-exact state checkpoints and the newest complete one.
 * ``rundir``: ``RunDir``, the run directory (writer lock, run record, finished stages, checkpoints per stage).
@@ -16,7 +17,7 @@ from synthcore.dataset.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from synthcore.dataset.collection import SampleCollection, check_label, sha256_file
+from synthcore.dataset.collection import SampleCollection, check_label, merge_collections, sha256_file
 from synthcore.dataset.packages import export_package, import_package
 from synthcore.dataset.plots import plot_run, plot_similarity_histograms, plot_stats, similarity_histograms
 from synthcore.dataset.render import RenderResult, crop_name, image_relpath, render_collection, write_dataset_zip
@@ -40,6 +41,7 @@ __all__ = [
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
+    "merge_collections",
     "plot_run",
     "plot_similarity_histograms",
     "plot_stats",

@@ -57,6 +57,7 @@ __all__ = [
     "OPTIONAL_COLUMNS",
     "SampleCollection",
     "check_label",
+    "merge_collections",
     "sha256_file",
 ]
 
@@ -545,3 +546,60 @@ def _open_h5(path: Path, mode: str) -> h5py.File:
         return h5py.File(path, mode)
     except OSError as exc:
         raise ValueError(f"{path}: {open_error(exc)}") from None
+
+
+def merge_collections(
+    sources: Sequence[Union[str, Path]], out: Union[str, Path], overwrite: bool = False, block: int = 8192
+) -> "SampleCollection":
+    """Concatenate collections (e.g. the shards of a run split over machines) into a new one at ``out``.
+
+    The sources must agree on their columns and widths, latent space, noise mode and model hashes; rows keep
+    the given order, and an (identity, label) pair may occur only once over all of them. The result's options
+    are ``{"merged_from": [{"file": name, "options": ...}, ...]}``. Written atomically; returned open read-only.
+    """
+    sources = [Path(p) for p in sources]
+    if not sources:
+        raise ValueError("merge_collections needs at least one source")
+    if Path(out).exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists")
+    opened = [SampleCollection.open(p) for p in sources]
+    try:
+        first = opened[0]
+        keys = ("w_space", "noise_mode", "generator_sha256", "embedder_sha256")
+        ref = {k: first.attrs[k] for k in keys}
+        shapes = {c: first._f[c].shape[1:] for c in first.columns}
+        for c in opened[1:]:
+            for k in keys:
+                if c.attrs[k] != ref[k]:
+                    raise ValueError(f"{c.path}: {k} {c.attrs[k]!r} differs from {first.path}'s {ref[k]!r}")
+            if {k: c._f[k].shape[1:] for k in c.columns} != shapes:
+                raise ValueError(f"{c.path}: columns {c.columns} do not match those of {first.path}")
+        width = {k: (s[-1] if s else None) for k, s in shapes.items()}
+        a = first.attrs
+        merged = SampleCollection.create(
+            out,
+            w_dim=first.w_dim,
+            num_ws=first.num_ws,
+            z_dim=width.get("z"),
+            c_dim=width.get("c"),
+            embedding_dim=width.get("embedding"),
+            noise_mode=first.noise_mode,
+            generator=a["generator"] or None,
+            generator_sha256=a["generator_sha256"] or None,
+            embedder=a["embedder"] or None,
+            embedder_sha256=a["embedder_sha256"] or None,
+            options={"merged_from": [{"file": c.path.name, "options": c.options} for c in opened]},
+            overwrite=overwrite,
+        )
+        try:
+            for c in opened:
+                for _, rows in c.iter_batches(block):
+                    merged.append(rows.pop("identity"), list(rows.pop("label")), **rows)
+            merged.close()
+        except BaseException:
+            merged.abort()
+            raise
+    finally:
+        for c in opened:
+            c.close()
+    return SampleCollection.open(out)
