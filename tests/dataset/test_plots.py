@@ -42,7 +42,7 @@ def test_histogram_chart_is_well_formed():
 def test_plot_run(tmp_path):
     rows = [{"dist_min": 0.2 + 0.1 * t, "dist_avg": 1.5, "dist_max": 2.0, "timestep": math.nan} for t in range(8)]
     write_stats(tmp_path / "stats.h5", rows)
-    write_stats(tmp_path / "stats_variations.h5", [{"intf_avg": 1.0}, {"intf_avg": 0.5}])
+    write_stats(tmp_path / "stats_variations.h5", [{"intf_avg": 1.0, "refd_min": 0.1, "refd_max": 0.3, "odd": 1.0}] * 2)
     g = np.random.default_rng(0)
     with SampleCollection.create(tmp_path / "samples.h5", w_dim=2, embedding_dim=8) as c:
         for i in range(5):  # 5 identities x 4 samples near their own centre
@@ -53,10 +53,13 @@ def test_plot_run(tmp_path):
     written = plot_run(tmp_path)
     names = sorted(p.name for p in written)
     assert names == ["similarity.json", "similarity.svg", "similarity_inter.svg", "similarity_intra.svg",
-                     "stats_angles.svg", "stats_variations_force_interaction.svg"]  # fmt: skip
+                     "stats_angles.svg", "stats_variations_force_interaction.svg", "stats_variations_odd.svg",
+                     "stats_variations_refd.svg"]  # fmt: skip
     for p in written:
         if p.suffix == ".svg":
             ET.parse(p)  # well-formed XML
+    refd = ET.parse(tmp_path / "plots" / "stats_variations_refd.svg").getroot()
+    assert {"refd_min", "refd_max"} <= set(_texts(refd)) and len(list(refd.iter(f"{SVG}polyline"))) == 2
     angles = ET.parse(tmp_path / "plots" / "stats_angles.svg").getroot()
     assert {"dist_min", "dist_avg", "dist_max", "iteration", "angle (rad)"} <= set(_texts(angles))
     summary = json.loads((tmp_path / "plots" / "similarity.json").read_text())

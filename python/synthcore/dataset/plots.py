@@ -3,7 +3,8 @@
 * ``plot_stats``: one line chart per family of statistics against the iteration: embedding angles
   ``dist_min/avg/max`` (the minimum inter-identity angle should rise over Langevin iterations), ``prop_ict``,
   W-space distances, distance to ``w_avg``, each force's row norms, the time step; any other statistic gets a
-  chart of its own. Statistics that are NaN throughout (e.g. Dispersion's ``timestep``) are left out.
+  chart of its own (``x_min/x_avg/x_max`` together). Statistics that are NaN throughout (e.g. Dispersion's
+  ``timestep``) are left out.
 * ``similarity_histograms`` / ``plot_similarity_histograms``: cosine similarity of L2-normalised embeddings.
   *Inter-identity*: every pair of distinct identities, each identity represented by its ``reference`` sample
   (else its first). *Intra-identity*: every pair of samples of the same identity. Identities beyond
@@ -33,7 +34,7 @@ __all__ = [
 
 # (file stem, title, y label, statistics)
 STAT_CHARTS: Tuple[Tuple[str, str, str, Tuple[str, ...]], ...] = (
-    ("angles", "Embedding angles between identities", "angle (rad)", ("dist_min", "dist_avg", "dist_max")),
+    ("angles", "Embedding angles", "angle (rad)", ("dist_min", "dist_avg", "dist_max")),
     ("prop_ict", "Pairs beyond the inter-class threshold", "fraction of pairs", ("prop_ict",)),
     ("latent_distance", "W-space distances", "L2 distance", ("w2wd_min", "w2wd_avg", "w2wd_max")),
     ("wavg", "Mean distance to w_avg", "L2 distance", ("wavg_avg",)),
@@ -57,7 +58,7 @@ def plot_stats(stats_path: Union[str, Path], outdir: Union[str, Path], prefix: s
     it = stats.pop("iteration").astype(np.float64)
     outdir = Path(outdir)
     written: List[Path] = []
-    charts = list(STAT_CHARTS) + [(n, n, n, (n,)) for n in stats if not any(n in c[3] for c in STAT_CHARTS)]
+    charts = list(STAT_CHARTS) + _other_charts([n for n in stats if not any(n in c[3] for c in STAT_CHARTS)])
     for stem, title, ylabel, names in charts:
         series = {n: (it, stats[n]) for n in names if n in stats and np.isfinite(stats[n]).any()}
         if not series:
@@ -65,6 +66,19 @@ def plot_stats(stats_path: Union[str, Path], outdir: Union[str, Path], prefix: s
         svg = line_chart(series, f"{title} ({Path(stats_path).name})", "iteration", ylabel)
         written.append(_save(outdir / f"{prefix}{stem}.svg", svg))
     return written
+
+
+def _other_charts(names: Sequence[str]) -> List[Tuple[str, str, str, Tuple[str, ...]]]:
+    """Charts for statistics outside ``STAT_CHARTS``: ``x_min/x_avg/x_max`` share one chart, others get one each."""
+    families: Dict[str, List[str]] = {}
+    for n in names:
+        stem, _, suffix = n.rpartition("_")
+        families.setdefault(stem if stem and suffix in ("min", "avg", "max") else n, []).append(n)
+    order = {"min": 0, "avg": 1, "max": 2}
+    return [
+        (stem, stem, stem, tuple(sorted(members, key=lambda m: order.get(m.rpartition("_")[2], 3))))
+        for stem, members in families.items()
+    ]
 
 
 def _representatives(identity: np.ndarray, label: np.ndarray) -> np.ndarray:
