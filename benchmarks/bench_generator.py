@@ -7,8 +7,8 @@ Cases:
   * forward:          ``G(z)`` (mapping + synthesis, const noise) under no_grad;
   * forward+backward: ``synthesis(w broadcast to ws)`` and the gradient of a scalar of the image with respect
                       to w, weights frozen: what the identity algorithms pay per step.
-Native and reference are checked against each other (relative to the output's largest value) before timing,
-and timed interleaved in one run.
+Native and reference are checked against each other before timing (forward: relative to the image's largest
+value; backward: relative L2 error of the gradient, see REL_TOL), and timed interleaved in one run.
 
     python benchmarks/bench_generator.py [--gen-res 256,1024] [--gen-batch 1,8] [--gen-cases forward,backward]
                                        [--gen-min-runs 3] [--quick] [--json out.json]
@@ -29,8 +29,11 @@ import _harness as H
 
 CONFIGS = {256: 16384, 1024: 32768}  # resolution -> channel_base
 CASES = ("forward", "backward")
-# Relative to the largest value. Backward: lrelu kinks and summation order. CUDA: float16 blocks round differently.
-REL_TOL = {"cpu": {"forward": 1e-4, "backward": 1e-3}, "cuda": {"forward": 2e-2, "backward": 5e-2}}
+# Agreement checks. Forward: max |native - reference| relative to the largest value. Backward: the relative L2
+# error of the gradient, because float32 gradients through ~20 leaky-ReLU layers are sensitive: measured at 256,
+# batch 1, against a float64 run, the float32 reference itself is off by 6e-4 (L2) and 4e-4 (max), native by
+# 1e-3 and 8e-4. CUDA: float16 blocks round differently.
+REL_TOL = {"cpu": {"forward": 1e-4, "backward": 5e-3}, "cuda": {"forward": 2e-2, "backward": 5e-2}}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,8 +61,11 @@ def build_generator(res: int, device: torch.device, seed: int = 0) -> Any:
     return G.eval().requires_grad_(False).to(device)
 
 
-def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-12)).item()
+def _rel_err(a: torch.Tensor, b: torch.Tensor, case: str) -> float:
+    a, b = a.double(), b.double()
+    if case == "forward":
+        return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
+    return ((a - b).norm() / b.norm().clamp_min(1e-12)).item()
 
 
 def _case_fns(G: Any, case: str, z: torch.Tensor, w: torch.Tensor, gimg: torch.Tensor) -> dict[str, Callable]:
@@ -111,10 +117,10 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             for case in cases:
                 fns = _case_fns(G, case, z, w, gimg)
                 ref, nat = fns["reference"](), fns["native"]()
-                err = _rel_err(nat, ref)
+                err = _rel_err(nat, ref, case)
                 what = f"G{res} {case} batch {batch}"
                 if not err <= REL_TOL[s.device.type][case]:
-                    raise H.MismatchError(f"{what}: native differs from reference by {err:.2e} of the max")
+                    raise H.MismatchError(f"{what}: native differs from reference by {err:.2e} (relative)")
                 del ref, nat
                 stats = H.time_fns(fns, device=s.device, **timing)
                 ref_ms, nat_ms = stats["reference"]["median_ms"], stats["native"]["median_ms"]
@@ -129,7 +135,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     "speedup": ref_ms / nat_ms,
                     "ref_images_per_s": batch / (ref_ms / 1e3),
                     "native_images_per_s": batch / (nat_ms / 1e3),
-                    "max_rel_err": err,
+                    "rel_err": err,
                     "reference": stats["reference"],
                     "native": stats["native"],
                     "note": "",
