@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from synthcore import imageio
-from synthcore.cli.generate import parse_seeds
+from synthcore.cli.generate import parse_seeds, ws_from_latents
 from synthcore.cli.main import main
-from tests.nets.sg2_data import arrays, pkl
+from tests.nets.sg2_data import arrays, generator, pkl
 
 
 def test_parse_seeds():
@@ -46,7 +46,10 @@ def test_generate_matches_official_gen_images(tmp_path, capsys, name):
     assert lat["seeds"].tolist() == [0, 1, 2, 3]
     np.testing.assert_array_equal(lat["z"], ref["gen_z_float64"])
     np.testing.assert_array_equal(lat["c"], ref["gen_c"])
-    np.testing.assert_allclose(lat["ws"], lat["ws"][:, :1].repeat(lat["ws"].shape[1], 1))  # psi 1: equal ws
+    G = generator(name)
+    with torch.no_grad():
+        w = G.mapping(torch.from_numpy(ref["gen_z_float64"]).float(), torch.from_numpy(ref["gen_c"]))
+    np.testing.assert_allclose(ws_from_latents(lat), w.numpy(), rtol=1e-5, atol=1e-6)
     meta = json.loads(str(lat["meta_json"]))
     assert meta["truncation_psi"] == 1 and meta["class"] == 1 and len(meta["network_sha256"]) == 64
 
@@ -60,8 +63,13 @@ def test_batch_size_does_not_change_latents_and_truncation_is_recorded(tmp_path)
     a, b = np.load(tmp_path / "1" / "latents.npz"), np.load(tmp_path / "8" / "latents.npz")
     assert a["seeds"].tolist() == [7, 3, 4]
     np.testing.assert_array_equal(a["z"], b["z"])
-    np.testing.assert_allclose(a["ws"], b["ws"], atol=1e-6)
-    assert not np.allclose(a["ws"][:, 0], a["ws"][:, 2])  # cutoff 2: later ws untruncated
+    ws_a, ws_b = ws_from_latents(a), ws_from_latents(tmp_path / "8" / "latents.npz")
+    np.testing.assert_allclose(ws_a, ws_b, atol=1e-6)
+    G = generator("sg2ada_r32_uncond_fp16")
+    with torch.no_grad():
+        ws = G.mapping(torch.from_numpy(a["z"]).float(), None, truncation_psi=0.6, truncation_cutoff=2)
+    np.testing.assert_allclose(ws_a, ws.numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(ws_a[:, 0], ws_a[:, 2])  # cutoff 2: later ws untruncated
     for seed in (7, 3, 4):
         pa, pb = (
             imageio.read_png(tmp_path / "1" / f"seed{seed:04d}.png"),

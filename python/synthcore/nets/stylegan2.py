@@ -28,6 +28,7 @@ __all__ = [
     "SynthesisNetwork",
     "ToRGBLayer",
     "normalize_2nd_moment",
+    "truncate_ws",
     "NOISE_MODES",
     "ARCHITECTURES",
 ]
@@ -268,15 +269,24 @@ class MappingNetwork(_Layer):
                 self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         if self.num_ws is None:
             return x
-        ws = x.unsqueeze(1).repeat(1, self.num_ws, 1)
-        if truncation_psi != 1:
-            if not hasattr(self, "w_avg"):
-                raise ValueError("truncation needs w_avg, which this mapping network does not track")
-            k = self.num_ws if truncation_cutoff is None else max(0, min(int(truncation_cutoff), self.num_ws))
-            avg = self.w_avg.to(ws.dtype)
-            head = avg + truncation_psi * (ws[:, :k] - avg)
-            ws = torch.cat([head, ws[:, k:]], dim=1) if k < self.num_ws else head
+        if truncation_psi != 1 and not hasattr(self, "w_avg"):
+            raise ValueError("truncation needs w_avg, which this mapping network does not track")
+        w_avg = getattr(self, "w_avg", None)
+        return truncate_ws(x, w_avg, self.num_ws, truncation_psi, truncation_cutoff)
+
+
+def truncate_ws(
+    w: torch.Tensor, w_avg: Optional[torch.Tensor], num_ws: int, psi: float = 1, cutoff: Optional[int] = None
+) -> torch.Tensor:
+    """Broadcast w [N, w_dim] to ws [N, num_ws, w_dim] and truncate: ``w_avg + psi (w - w_avg)`` for the first
+    ``cutoff`` ws (all when None)."""
+    ws = w.unsqueeze(1).repeat(1, num_ws, 1)
+    if psi == 1:
         return ws
+    k = num_ws if cutoff is None else max(0, min(int(cutoff), num_ws))
+    avg = w_avg.to(ws.dtype)
+    head = avg + psi * (ws[:, :k] - avg)
+    return torch.cat([head, ws[:, k:]], dim=1) if k < num_ws else head
 
 
 def _check_input(name: str, t: Any, dim: int) -> None:
