@@ -59,7 +59,8 @@ def _build(config: Any, state_dict: Dict[str, torch.Tensor], attributes: Any, so
     if not isinstance(config, dict):
         raise GeneratorFileError(f"{source}: the config is missing or not a dict")
     try:
-        G = stylegan2.Generator(**config, init=False)
+        with torch.device("meta"):  # shapes only; the file's tensors are assigned below
+            G = stylegan2.Generator(**config, init=False)
     except (TypeError, ValueError) as exc:
         raise GeneratorFileError(f"{source}: bad generator config: {exc}") from None
     expected = G.state_dict()
@@ -71,7 +72,7 @@ def _build(config: Any, state_dict: Dict[str, torch.Tensor], attributes: Any, so
         parts = [f"{t} ({len(ks)}): {', '.join(ks[:6])}" for t, ks in
                  (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if ks]  # fmt: skip
         raise GeneratorFileError(f"{source}: tensors do not fit the config; {'; '.join(parts)}")
-    G.load_state_dict(state_dict, strict=True)
+    G.load_state_dict({k: v.to(expected[k].dtype) for k, v in state_dict.items()}, strict=True, assign=True)
     try:
         stylegan2.apply_value_attributes(G, attributes or {})
     except ValueError as exc:

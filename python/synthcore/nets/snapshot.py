@@ -79,8 +79,11 @@ def _compare(module: nn.Module, rec: PersistentRecord, path: str, problems: List
         elif tuple(theirs[name].shape) != tuple(ours[name].shape):
             problems.append(f"{full}: shape {list(theirs[name].shape)} in the file, expected {list(ours[name].shape)}")
         else:
-            with torch.no_grad():
-                ours[name].copy_(theirs[name])
+            t = theirs[name].detach().to(ours[name].dtype).contiguous()
+            if name in module._parameters:
+                module._parameters[name] = nn.Parameter(t, requires_grad=False)
+            else:
+                module._buffers[name] = t
 
     our_children = {k: m for k, m in module._modules.items() if m is not None}
     their_children = {k: r for k, r in rec.children.items() if r is not None}
@@ -97,9 +100,12 @@ def _compare(module: nn.Module, rec: PersistentRecord, path: str, problems: List
 
 
 def load_into(module: nn.Module, rec: PersistentRecord, source: str) -> None:
-    """Copy a record tree's tensors and stored values into ``module``; raise if the two do not fit."""
+    """Put a record tree's tensors and stored values into ``module`` (built on any device, typically meta: its
+    tensors are replaced, not copied into); raise if the two do not fit."""
     problems: List[str] = []
     _compare(module, rec, "", problems)
+    if not problems:
+        problems = [f"{k}: not in the file" for k, v in module.state_dict().items() if v.is_meta]
     if problems:
         more = f" (+{len(problems) - _SHOWN} more)" if len(problems) > _SHOWN else ""
         raise SnapshotError(f"{source}: the stored {rec.class_name} does not fit: {'; '.join(problems[:_SHOWN])}{more}")
@@ -120,7 +126,8 @@ def generator_from_record(rec: PersistentRecord, source: str = "snapshot") -> st
         raise SnapshotError(f"{source}: {reason}; synthcore runs StyleGAN2 generators only")
     kwargs = _init_kwargs(rec, _GENERATOR_ARGS)
     try:
-        G = stylegan2.Generator(**kwargs, init=False)
+        with torch.device("meta"):  # shapes only: the file's tensors are put in place, nothing is allocated twice
+            G = stylegan2.Generator(**kwargs, init=False)
     except (TypeError, ValueError) as exc:
         raise SnapshotError(f"{source}: cannot build the generator from its stored arguments: {exc}") from None
     load_into(G, rec, source)
@@ -131,7 +138,8 @@ def discriminator_from_record(rec: PersistentRecord, source: str = "snapshot") -
     """A frozen, eval-mode synthcore Discriminator holding the weights of an official ``Discriminator`` record."""
     kwargs = _init_kwargs(rec, _DISCRIMINATOR_ARGS)
     try:
-        D = Discriminator(**kwargs, init=False)
+        with torch.device("meta"):
+            D = Discriminator(**kwargs, init=False)
     except (TypeError, ValueError) as exc:
         raise SnapshotError(f"{source}: cannot build the discriminator from its stored arguments: {exc}") from None
     load_into(D, rec, source)

@@ -82,7 +82,11 @@ def _fill(t: torch.Tensor, value: float) -> None:
 
 
 def _filter_buffer(resample_filter: Sequence[float]) -> torch.Tensor:
-    return ops.setup_filter(list(resample_filter))
+    # Computed on the CPU, then placed on the factory default device (meta while a file's weights are loaded).
+    default = torch.empty(0).device
+    with torch.device("cpu"):
+        f = ops.setup_filter(list(resample_filter))
+    return f.to(default)
 
 
 # --- basic layers ---------------------------------------------------------------------------------------------
