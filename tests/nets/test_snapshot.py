@@ -60,3 +60,14 @@ def test_bad_constructor_arguments_are_reported():
         generator_from_record(rec)
     with pytest.raises(SnapshotError, match="expected a Generator"):
         generator_from_record(read_snapshot(pkl(NAME))["D"])
+
+
+def test_absurd_stored_config_is_rejected_without_allocating():
+    """A record claiming a 65536-pixel, 4096-channel generator is checked on the meta device: the mismatch is
+    reported at once instead of allocating hundreds of GB."""
+    rec = _g_ema()
+    kw = rec.state["_init_kwargs"]
+    kw["img_resolution"] = 65536
+    kw["synthesis_kwargs"].update(channel_base=2**30, channel_max=4096)
+    with pytest.raises(SnapshotError, match="does not fit"):
+        generator_from_record(rec)
