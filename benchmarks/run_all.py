@@ -28,6 +28,7 @@ BENCHMARKS: list[str] = [
     "bench_modconv",
     "bench_generator",
     "bench_pairwise",
+    "bench_langevin",
 ]
 
 
