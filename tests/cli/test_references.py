@@ -122,3 +122,18 @@ def test_kill_and_resume_is_bit_exact(models, tmp_path, capsys):
     assert _digest(broken / "samples.h5") == _digest(whole / "samples.h5")
     a, b = read_stats(whole / "stats.h5"), read_stats(broken / "stats.h5")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
+
+
+def test_unfinished_stage_may_replace_its_own_samples_only(models, tmp_path, capsys):
+    foreign = tmp_path / "foreign"
+    SampleCollection.create(foreign / "samples.h5", w_dim=16).close()
+    assert main(_args(models, foreign, "--algorithm", "random", "--num-identities", "2")) == 1
+    assert "was not made by synthcore references" in capsys.readouterr().err
+    own = tmp_path / "own"
+    assert main(_args(models, own, "--algorithm", "random", "--num-identities", "2")) == 0
+    rd = RunDir(own).lock()
+    rd.clear_stage("references")  # as if killed after writing samples.h5, before marking the stage finished
+    rd.unlock()
+    assert main(_args(models, own, "--algorithm", "random", "--num-identities", "3")) == 0
+    with SampleCollection.open(own / "samples.h5") as c:
+        assert len(c) == 3

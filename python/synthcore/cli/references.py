@@ -88,6 +88,18 @@ def _check(args) -> None:
         raise ValueError("--repel-embeddings works with --algorithm langevin only")
 
 
+def _written_by_this_stage(path) -> bool:
+    """Whether samples.h5 holds only what an unfinished references stage wrote (killed before it was marked
+    finished), so redoing the stage may replace it."""
+    from synthcore.dataset import SampleCollection
+
+    try:
+        with SampleCollection.open(path) as coll:
+            return set(coll.options) == {"references"}
+    except (OSError, ValueError):
+        return False
+
+
 def langevin_config(args):
     from synthcore.identity import LangevinConfig
 
@@ -134,9 +146,9 @@ def run(args) -> int:
     try:
         with run_dir.session("references", options=options_of(args)):
             run_dir.begin_stage(STAGE, force=args.force)
-            if run_dir.samples_path.exists() and not args.force:
+            if run_dir.samples_path.exists() and not args.force and not _written_by_this_stage(run_dir.samples_path):
                 raise FileExistsError(
-                    f"{run_dir.samples_path} exists but the references stage never finished here; "
+                    f"{run_dir.samples_path} exists but was not made by synthcore references here; "
                     "use --force to replace it"
                 )
             if args.force:  # the variations and their renders belong to the old references
