@@ -147,7 +147,7 @@ def run(args) -> int:
         with run_dir.session("references", options=options_of(args)):
             run_dir.begin_stage(STAGE, force=args.force)
             if run_dir.samples_path.exists() and not args.force and not _written_by_this_stage(run_dir.samples_path):
-                raise FileExistsError(
+                raise ValueError(
                     f"{run_dir.samples_path} exists but was not made by synthcore references here; "
                     "use --force to replace it"
                 )
