@@ -5,11 +5,12 @@ generator, crop and embedder, the pairwise forces, the time step and the update.
 256 configuration (z/w 512, 8 mapping layers, channel_base 16384, channel_max 512) and iResNet-50, both with random
 weights (cost does not depend on the values), FFHQ-frame ``arcface`` crop to 112x112.
 
-- ``batched``: synthcore, native ops, one backward per batch: with all N identities in one batch (one
-  with-gradient pass per step) and with two batches (a no-gradient pass for the keys, then the with-gradient
-  pass: what runs with more identities than fit in a batch);
-- ``per-identity``: the published code's structure with reference (pure torch) ops: the no-gradient pass batched,
-  then one forward+backward per identity (batch 1) for Langevin; one identity's variations per batch for Dispersion;
+- ``batched``: synthcore, native ops, one backward per batch of ``--lang-batch`` rows: "one pass" holds the
+  autograd graphs of all N identities, so the with-gradient forwards also give the keys (``hold_graphs``);
+  "two passes" runs a no-gradient pass for the keys first (what runs when the graphs do not fit in memory);
+- ``per-identity``: the published code's structure with reference (pure torch) ops: the no-gradient pass batched
+  (all N at once; the published default ``--batch-size`` is 8), then one forward+backward per identity (batch 1)
+  for Langevin; one identity's variations per batch for Dispersion;
 - ``batched single-forward``: the opt-in Langevin variant that reuses the with-gradient embeddings (informational).
 
 Before timing, the batched and per-identity iterations are checked to give the same latents (same maths).
@@ -33,6 +34,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lang-identities", type=int, default=8, help="Langevin identities per iteration (default: 8)")
     g.add_argument(
         "--lang-variations", type=int, default=4, help="Dispersion variations per identity (default: 4; 2 identities)"
+    )
+    g.add_argument(
+        "--lang-batch",
+        type=int,
+        default=None,
+        help="rows per forward/backward of the batched runs (default: 2 on CPU, where larger batches run slower "
+        "per image; all identities on CUDA)",
     )
     g.add_argument("--lang-arch", default="iresnet50", help="embedder architecture (default: iresnet50)")
     g.add_argument("--lang-res", type=int, default=256, help="generator resolution (default: 256)")
@@ -104,15 +112,19 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     # Langevin: N identities, one step.
     cfg = LangevinConfig(num_identities=n, seed=0)
     _, _, w = initial_latents(native, n, 0, cfg.truncation_psi)
-    half = max(1, (n + 1) // 2)
+    b = args.lang_batch or (n if s.device.type == "cuda" else min(2, n))
+    keys = native.embed_batched(w, b)
     fns = {
-        f"batched (batch {n}: one pass)": lambda: langevin_iteration(native, w, 0, cfg, batch=n)[0],
-        f"batched (batch {half}: two passes)": lambda: langevin_iteration(native, w, 0, cfg, batch=half)[0],
+        f"batched one pass (batch {b}, {n} graphs held)": lambda: langevin_iteration(
+            native, w, 0, cfg, batch=b, hold_graphs=n
+        )[0],
+        f"batched two passes (batch {b})": lambda: langevin_iteration(native, w, 0, cfg, batch=b, hold_graphs=0)[0],
         "per-identity": lambda: langevin_iteration(reference, w, 0, cfg, batch=n, per_identity=True, impl="reference")[
             0
         ],
-        f"single-forward (batch {half})": lambda: langevin_iteration(
-            native, w, 0, LangevinConfig(num_identities=n, seed=0, single_forward=True), batch=half
+        # A steady-state step: the keys come from the previous step's with-gradient pass.
+        f"single-forward (batch {b})": lambda: langevin_iteration(
+            native, w, 1, LangevinConfig(num_identities=n, seed=0, single_forward=True), batch=b, keys=keys
         )[0],
     }
     names = list(fns)
@@ -137,7 +149,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     ids = torch.arange(nd)
     wv = initial_variations(w_ref, ids, dcfg)
     dfns = {
-        "batched": lambda: dispersion_iteration(native, wv, 0, dcfg, e_ref, ids, batch=nd * a)[0],
+        "batched": lambda: dispersion_iteration(native, wv, 0, dcfg, e_ref, ids, batch=b)[0],
         "per-identity": lambda: dispersion_iteration(
             reference, wv, 0, dcfg, e_ref, ids, batch=nd * a, per_identity=True, impl="reference"
         )[0],

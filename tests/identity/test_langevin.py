@@ -138,13 +138,14 @@ def test_bad_config():
         LangevinConfig(mu=0)
 
 
-@pytest.mark.parametrize("batch", [4, 6])  # two passes / everyone in one with-gradient pass
-def test_iteration_batched_equals_per_identity_baseline(pipe, batch):
+# two passes / everyone in one with-gradient batch / three batches with their graphs held, keys from them
+@pytest.mark.parametrize("batch,hold", [(4, None), (6, None), (2, 6)])
+def test_iteration_batched_equals_per_identity_baseline(pipe, batch, hold):
     from synthcore.identity.langevin import langevin_iteration
 
     cfg = LangevinConfig(num_identities=6, seed=4)
     _, _, w = initial_latents(pipe, 6, 4, 0.7)
-    a, ea, row_a, _ = langevin_iteration(pipe, w, 3, cfg, batch=batch)
+    a, ea, row_a, _ = langevin_iteration(pipe, w, 3, cfg, batch=batch, hold_graphs=hold)
     b, eb, row_b, _ = langevin_iteration(pipe, w, 3, cfg, batch=4, per_identity=True, impl="reference")
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert row_a["timestep"] == pytest.approx(row_b["timestep"], rel=1e-4)

@@ -59,6 +59,13 @@ def add_parser(sub) -> None:
         help="reuse each step's with-gradient embeddings as the next step's keys: one forward pass less per "
         "identity and step, but a different discretisation (the others are seen one step late)",
     )
+    g.add_argument(
+        "--hold-graphs",
+        type=int,
+        default=None,
+        help="identities whose autograd graphs may be held in memory at once (default: --batch); when all of them "
+        "fit, a step needs one forward pass per identity instead of two, with the same result",
+    )
     g.add_argument("--checkpoint-every", type=int, default=10, help="checkpoint period in steps (0: never)")
     g = p.add_argument_group("langevin and reject")
     g.add_argument(
@@ -84,6 +91,8 @@ def _check(args) -> None:
         raise ValueError("--algorithm langevin needs at least 2 identities")
     if args.checkpoint_every < 0:
         raise ValueError("--checkpoint-every must be >= 0")
+    if args.hold_graphs is not None and args.hold_graphs < 0:
+        raise ValueError("--hold-graphs must be >= 0")
     if args.repel_embeddings is not None and args.algorithm != "langevin":
         raise ValueError("--repel-embeddings works with --algorithm langevin only")
 
@@ -179,6 +188,7 @@ def run(args) -> int:
                     checkpoint_every=args.checkpoint_every,
                     impl=impl,
                     progress=progress,
+                    hold_graphs=args.hold_graphs,
                 )
                 w, e, c, stats = res.w, res.embeddings, res.c, res.stats
                 settings = {"algorithm": "langevin", **cfg.to_dict()}

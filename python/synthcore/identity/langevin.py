@@ -19,8 +19,9 @@ embedding depends only on its own latent (networks in eval mode, constant synthe
 per-identity loop of the published code (``interaction_forces_per_identity``, kept as the reference and tested
 against the batched path).
 
-When all N identities fit in one batch, that batch's with-gradient forward also provides the keys, so a step
-costs one pass instead of two with the same maths.
+When the autograd graphs of all N identities fit in memory (``hold_graphs``, by default one batch), the
+with-gradient forwards also provide the keys, so a step costs one forward pass instead of two, with the same
+maths.
 
 **Single-forward variant** (``single_forward=True``, opt-in): the keys of step t are the embeddings computed by
 the with-gradient pass of step t-1 instead of a separate no-gradient pass over ``w_t``. It saves one forward pass
@@ -121,7 +122,7 @@ def initial_latents(pipe: FacePipeline, n: int, seed: int, truncation_psi: float
 def interaction_forces(
     pipe: FacePipeline,
     w: torch.Tensor,
-    keys: torch.Tensor,
+    keys: Optional[torch.Tensor],
     cfg: LangevinConfig,
     batch: int,
     external: Optional[torch.Tensor] = None,
@@ -131,25 +132,31 @@ def interaction_forces(
     """Batched interaction forces -dU_i/dw_i [N, w_dim] and the with-gradient embeddings [N, e] of ``w``.
 
     ``keys`` [N, e]: the fixed embeddings the identities repel from (row i is identity i itself, skipped).
-    ``keys=None``: the keys are the embeddings of ``w`` themselves, taken from the with-gradient forward; this
-    needs all N rows in one batch (``batch >= N``).
+    ``keys=None``: the keys are the embeddings of ``w`` themselves, taken from the with-gradient forward passes:
+    every batch's forward runs first with its autograd graph held, then each batch is pulled back (memory: the
+    graphs of all N rows at once).
     """
-    if keys is None and w.shape[0] > batch:
-        raise ValueError("interaction_forces: keys=None needs every identity in one batch")
-    forces, embs = torch.empty_like(w), None
     ext_r0 = cfg.r0 if cfg.external_r0 is None else cfg.external_r0
-    for lo, hi in batches(w.shape[0], batch):
 
-        def embedding_grad(e: torch.Tensor, lo: int = lo) -> torch.Tensor:
-            if keys is None:
-                g = pairwise(e, None, r0=cfg.r0, k=cfg.k, exclude_self=True, impl=impl).grad
-            else:
-                g = pairwise(e, keys, r0=cfg.r0, k=cfg.k, exclude_self=True, query_offset=lo, impl=impl).grad
-            if external is not None and external.shape[0]:
-                g = g + pairwise(e, external, r0=ext_r0, k=cfg.k, impl=impl).grad
-            return g
+    def embedding_grad(e: torch.Tensor, keys: torch.Tensor, lo: int) -> torch.Tensor:
+        g = pairwise(e, keys, r0=cfg.r0, k=cfg.k, exclude_self=True, query_offset=lo, impl=impl).grad
+        if external is not None and external.shape[0]:
+            g = g + pairwise(e, external, r0=ext_r0, k=cfg.k, impl=impl).grad
+        return g
 
-        e, g = pipe.backprop(w[lo:hi], embedding_grad)
+    forces = torch.empty_like(w)
+    spans = list(batches(w.shape[0], batch))
+    if keys is None:
+        held = [pipe.forward_with_graph(w[lo:hi]) for lo, hi in spans]
+        embs = torch.cat([e.detach().float() for _, e in held]).to(w.device)
+        for (lo, hi), (leaf, e) in zip(spans, held):
+            forces[lo:hi] = -pipe.pull_back(leaf, e, embedding_grad(embs[lo:hi], embs, lo))
+            if progress is not None:
+                progress.update(hi - lo)
+        return forces, embs
+    embs = None
+    for lo, hi in spans:
+        e, g = pipe.backprop(w[lo:hi], lambda e, lo=lo: embedding_grad(e, keys, lo))
         if embs is None:
             embs = torch.empty(w.shape[0], e.shape[1], device=w.device)
         forces[lo:hi] = -g
@@ -203,8 +210,13 @@ def langevin_iteration(
     impl: Optional[str] = None,
     progress: Optional[Progress] = None,
     per_identity: bool = False,
+    hold_graphs: Optional[int] = None,
 ):
     """Step t of Langevin from latents ``w`` = w_t [N, w_dim] (all forwards, backwards and the update).
+
+    ``hold_graphs``: how many identities' autograd graphs may be held in memory at once (default ``batch``).
+    When all N fit, the with-gradient forward passes also provide the keys and the step needs no separate
+    no-gradient pass (same maths, one forward per identity instead of two).
 
     Returns (w_{t+1}, embeddings of w_t, stats row of step t, keys for step t+1). ``keys`` is only used by the
     single-forward variant (the previous step's with-gradient embeddings; None on its first step).
@@ -217,8 +229,8 @@ def langevin_iteration(
         if keys is None:  # first step of the run: keys of w_t itself
             keys = pipe.embed_batched(w, batch, progress)
         f_int, e = interaction_forces(pipe, w, keys, cfg, batch, external, impl, progress)
-    elif n <= batch and not per_identity:
-        # Everyone fits in one batch: its with-gradient forward gives the keys too (the same maths, one pass).
+    elif n <= (batch if hold_graphs is None else hold_graphs) and not per_identity:
+        # Every identity's graph fits in memory: the with-gradient forwards give the keys too (same maths).
         f_int, e = interaction_forces(pipe, w, None, cfg, batch, external, impl, progress)
     else:
         e = pipe.embed_batched(w, batch, progress)
@@ -266,6 +278,7 @@ def run_langevin(
     impl: Optional[str] = None,
     progress: bool = True,
     on_iteration: Optional[Callable[[int, Dict[str, float]], None]] = None,
+    hold_graphs: Optional[int] = None,
 ) -> LangevinResult:
     """Run (or resume) Langevin. See the module docstring for the algorithm.
 
@@ -280,6 +293,8 @@ def run_langevin(
         impl: op implementation for pairwise, the update and synthesis.
         progress: show progress bars on stderr.
         on_iteration: called with (iteration, stats row) after each iteration.
+        hold_graphs: identities whose autograd graphs may be held at once (default ``batch``); when all N fit, a
+            step runs one forward pass per identity instead of two, with the same result.
     """
     n, dev = cfg.num_identities, pipe.device
     if external is not None:
@@ -299,12 +314,14 @@ def run_langevin(
     # Rows through the networks: two passes per step (one with the single-forward variant), one at the end.
     remaining = cfg.iterations - start
     first_keys = int(cfg.single_forward and keys is None and remaining > 0)
-    total = n * (remaining * (1 if cfg.single_forward or n <= batch else 2) + 1 + first_keys)
+    one_pass = cfg.single_forward or n <= (batch if hold_graphs is None else hold_graphs)
+    total = n * (remaining * (1 if one_pass else 2) + 1 + first_keys)
     with Progress(total, "langevin", enabled=progress) as bar:
         for t in range(start, cfg.iterations):
             w, e, row, keys = langevin_iteration(
-                pipe, w, t, cfg, batch=batch, keys=keys, external=external, impl=impl, progress=bar
-            )
+                pipe, w, t, cfg, batch=batch, keys=keys, external=external, impl=impl, progress=bar,
+                hold_graphs=hold_graphs,
+            )  # fmt: skip
             stats.append(row)
             if on_iteration is not None:
                 on_iteration(t, row)

@@ -131,6 +131,18 @@ class FacePipeline:
             return w.new_zeros(0, self._embedding_size())
         return torch.cat(out).to(w.device)
 
+    def forward_with_graph(self, w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(latent leaf, embeddings) of one forward pass that keeps its autograd graph, for :meth:`pull_back`."""
+        leaf = w.detach().to(self.device).requires_grad_(True)
+        with torch.enable_grad():
+            return leaf, self.embed(leaf)
+
+    @staticmethod
+    def pull_back(leaf: torch.Tensor, e: torch.Tensor, embedding_grad: torch.Tensor) -> torch.Tensor:
+        """dU/dw [n, w_dim] from dU/de through the graph of :meth:`forward_with_graph` (which it frees)."""
+        (grad_w,) = torch.autograd.grad(e, leaf, grad_outputs=embedding_grad.to(e.dtype))
+        return grad_w.float()
+
     def backprop(
         self, w: torch.Tensor, embedding_grad: Callable[[torch.Tensor], torch.Tensor]
     ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -140,12 +152,9 @@ class FacePipeline:
         embedding depends on its own latent only, one backward pass gives each row's dU_i/dw_i.
         Returns (embeddings [n, e] detached, dU/dw [n, w_dim]).
         """
-        w = w.detach().to(self.device).requires_grad_(True)
-        with torch.enable_grad():
-            e = self.embed(w)
-            g = embedding_grad(e.detach().float()).to(e.dtype)
-            (grad_w,) = torch.autograd.grad(e, w, grad_outputs=g)
-        return e.detach().float(), grad_w.float()
+        leaf, e = self.forward_with_graph(w)
+        g = embedding_grad(e.detach().float())
+        return e.detach().float(), self.pull_back(leaf, e, g)
 
     def backprop_potential(
         self, w: torch.Tensor, potential: Callable[[torch.Tensor], torch.Tensor]
