@@ -47,10 +47,10 @@ def add_parser(sub) -> None:
         "--noise",
         type=float,
         default=d.eta,
-        help="eta: random force scale, noise sqrt(dt)/mu eta xi (the default equals the published runs' noise "
-        "at dt 0.05)",
+        help=f"eta: random force scale, noise sqrt(dt)/mu eta xi (default: {d.eta:.4f} = 0.05 sqrt(0.05), the "
+        "published runs' noise per step at dt 0.05)",
     )
-    g.add_argument("--viscosity", type=float, default=d.mu, help="mu")
+    g.add_argument("--viscosity", type=float, default=d.mu, help="mu: the step divides the forces by it")
     g.add_argument(
         "--timestep",
         type=timestep_arg,
