@@ -119,11 +119,14 @@ def _backward_fns(ops: Any, a: dict[str, Any]) -> tuple[dict[str, Callable[[], A
     return fns, outs
 
 
-def _check(ref: Any, nat: Any, what: str, tol: float) -> float:
-    """Largest |native - reference| relative to the reference's largest magnitude, over all outputs; raises
-    MismatchError above ``tol``. Relative to the maximum because the style gradient is a sum over every pixel.
-    Backward gets a looser bound: where the pre-activation is within rounding of lrelu's kink, the two
-    implementations may take different slopes (0.2 vs 1) for that element, which is correct for both."""
+def _check(ref: Any, nat: Any, what: str, tol: float, norm: str = "max") -> float:
+    """Native vs reference error relative to the reference's size, over all outputs; MismatchError above ``tol``.
+
+    ``norm="max"``: largest |difference| / largest |reference| (forward outputs). ``norm="l2"``: ||difference|| /
+    ||reference|| (gradients): where a pre-activation lies within rounding of lrelu's kink the two
+    implementations may take different slopes (0.2 vs 1) for that element, both correct, and a style gradient,
+    a sum over every pixel, collects several such flips; the L2 measure stays small while a real error would not.
+    """
     refs = (ref,) if isinstance(ref, torch.Tensor) else tuple(ref)
     nats = (nat,) if isinstance(nat, torch.Tensor) else tuple(nat)
     worst = 0.0
@@ -131,9 +134,12 @@ def _check(ref: Any, nat: Any, what: str, tol: float) -> float:
         if r.shape != n.shape:
             raise H.MismatchError(f"{what}: shape {tuple(r.shape)} vs {tuple(n.shape)}")
         r, n = r.detach().double(), n.detach().double()
-        err = ((r - n).abs().max() / r.abs().max().clamp_min(1e-30)).item()
+        if norm == "max":
+            err = ((r - n).abs().max() / r.abs().max().clamp_min(1e-30)).item()
+        else:
+            err = ((r - n).norm() / r.norm().clamp_min(1e-30)).item()
         if not err <= tol:
-            raise H.MismatchError(f"{what}: native differs from the reference by {err:.3g} of its max (tol {tol})")
+            raise H.MismatchError(f"{what}: native differs from the reference by {err:.3g} ({norm}, tol {tol})")
         worst = max(worst, err)
     return worst
 
@@ -160,7 +166,7 @@ def _row(s: H.Settings, cfg: int, batch: int, direction: str, layer: Layer, stat
         "speedup": best_ref / ms["native"],
         "native_gflops": flops / ms["native"] / 1e6,
         "ref_gflops": flops / best_ref / 1e6,
-        "max_rel_err": err,
+        "max_rel_err": err,  # forward: max-relative; backward: relative L2
         "reference": stats["grouped"] if ms["grouped"] <= ms["scaled"] else stats["scaled"],
         "native": stats["native"],
         "note": "",
@@ -243,7 +249,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                                 outs[k],
                                 outs["native"],
                                 f"{layer.name} grad vs {k}",
-                                2e-2 if s.dtype == torch.float32 else 1e-1,
+                                5e-3 if s.dtype == torch.float32 else 5e-2,
+                                "l2",
                             )
                             for k in STRATEGIES
                         )
