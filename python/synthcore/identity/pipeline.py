@@ -7,7 +7,7 @@ frozen parameters, and synthesis noise is ``const`` by default, so an embedding 
 own latent alone: that is what makes batched gradients equal to per-identity ones (see ``langevin.py``).
 """
 
-from typing import Callable, Iterator, Optional, Tuple, Union
+from typing import Callable, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
@@ -175,13 +175,3 @@ class FacePipeline:
             return int(size)
         with torch.no_grad():
             return int(self.embed(self.w_avg[None].to(self.device)).shape[1])
-
-
-def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
-    """``device`` as a torch.device; "auto"/None picks CUDA when torch sees a GPU. Clear error if it cannot run."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device} was asked for, but torch sees no GPU")
-    return dev
