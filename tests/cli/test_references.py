@@ -137,3 +137,18 @@ def test_unfinished_stage_may_replace_its_own_samples_only(models, tmp_path, cap
     assert main(_args(models, own, "--algorithm", "random", "--num-identities", "3")) == 0
     with SampleCollection.open(own / "samples.h5") as c:
         assert len(c) == 3
+
+
+def test_repel_embeddings_file(models, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    good, bad = tmp_path / "real.npy", tmp_path / "bad.npy"
+    np.save(good, rng.standard_normal((5, 512)).astype(np.float32))
+    np.save(bad, rng.standard_normal((5, 7)).astype(np.float32))
+    common = ("--num-identities", "3", "--iterations", "1", "--repel-radius", "2.0")
+    assert main(_args(models, tmp_path / "a", *common, "--repel-embeddings", str(bad))) == 1
+    assert "the embedder's size" in capsys.readouterr().err
+    assert main(_args(models, tmp_path / "b", *common, "--repel-embeddings", str(good))) == 0
+    stats = read_stats(tmp_path / "b" / "stats.h5")
+    assert np.isfinite(stats["ext_dist_min"]).all()
+    assert main(_args(models, tmp_path / "c", *common, "--repel-embeddings", str(tmp_path / "missing.h5"))) == 1
+    assert "not found" in capsys.readouterr().err

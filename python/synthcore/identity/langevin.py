@@ -299,8 +299,11 @@ def run_langevin(
     n, dev = cfg.num_identities, pipe.device
     if external is not None:
         external = external.detach().float().to(dev)
-        if external.ndim != 2:
-            raise ValueError(f"external embeddings must be [M, e], got {list(external.shape)}")
+        if external.ndim != 2 or external.shape[1] != pipe._embedding_size():
+            raise ValueError(
+                f"external embeddings must be [M, {pipe._embedding_size()}] (the embedder's size), "
+                f"got {list(external.shape)}"
+            )
     if state is None:
         _, c, w = initial_latents(pipe, n, cfg.seed, cfg.truncation_psi)
         start, keys, stats = 0, None, []
