@@ -166,7 +166,9 @@ def embedding_forces(
     return forces, embs
 
 
-def latent_repulsion(w: torch.Tensor, groups: torch.Tensor, k_w: float, r_w: float, impl: Optional[str] = None):
+def latent_repulsion(
+    w: torch.Tensor, groups: torch.Tensor, k_w: float, r_w: float, impl: Optional[str] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """(-dU_w/dw [R, w_dim], per-row minimum intra-group W distance [R]) of the soft-sphere repulsion in W."""
     res = pairwise(w, None, metric="l2", r0=r_w, k=k_w, exclude_self=True, q_groups=groups, impl=impl)
     return -res.grad, res.dist_min
@@ -201,7 +203,7 @@ def dispersion_iteration(
     impl: Optional[str] = None,
     progress: Optional[Progress] = None,
     per_identity: bool = False,
-):
+) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, float]]:
     """Step t of Dispersion from latents ``w`` [N * A, w_dim] (identity-major) with reference embeddings ``e_ref``
     [N, e] and identity ids [N]. Returns (w_{t+1}, embeddings of w_t, stats row).
 

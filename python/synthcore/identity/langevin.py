@@ -32,7 +32,7 @@ is never the default.
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -107,7 +107,9 @@ class LangevinResult:
     stats: List[Dict[str, float]]  # one row per iteration, iterations + 1 rows
 
 
-def initial_latents(pipe: FacePipeline, n: int, seed: int, truncation_psi: float, row_offset: int = 0):
+def initial_latents(
+    pipe: FacePipeline, n: int, seed: int, truncation_psi: float, row_offset: int = 0
+) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
     """(z, c, w) for identities ``row_offset ..`` of a run: z ~ N(0, I) keyed by (seed, row); for a conditional
     generator a class drawn uniformly per identity (one-hot c), else c is None; w = mapping(z, c, psi)."""
     z = normal_rows(n, pipe.z_dim, seed, "z", row_offset, pipe.device)
@@ -128,7 +130,7 @@ def interaction_forces(
     external: Optional[torch.Tensor] = None,
     impl: Optional[str] = None,
     progress: Optional[Progress] = None,
-):
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Batched interaction forces -dU_i/dw_i [N, w_dim] and the with-gradient embeddings [N, e] of ``w``.
 
     ``keys`` [N, e]: the fixed embeddings the identities repel from (row i is identity i itself, skipped).
@@ -211,7 +213,7 @@ def langevin_iteration(
     progress: Optional[Progress] = None,
     per_identity: bool = False,
     hold_graphs: Optional[int] = None,
-):
+) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, float], Optional[torch.Tensor]]:
     """Step t of Langevin from latents ``w`` = w_t [N, w_dim] (all forwards, backwards and the update).
 
     ``hold_graphs``: how many identities' autograd graphs may be held in memory at once (default ``batch``).
