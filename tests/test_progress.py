@@ -19,11 +19,20 @@ def test_throttled_and_final_line():
         bar.update(2)  # too soon: no new line
         clock.t += 1.0
         bar.update(2)
+        clock.t += 0.1
+        bar.update(1)  # too soon again: only close() shows 7/10
     lines = out.getvalue().splitlines()
     assert len(lines) == 3  # two throttled draws + the final one
     assert lines[0].startswith("embed: [") and " 2/10 " in lines[0]
     assert " 6/10 " in lines[1] and "eta" in lines[1]
-    assert " 6/10 " in lines[2] and "60%" in lines[2]
+    assert " 7/10 " in lines[2] and "70%" in lines[2]
+
+
+def test_final_state_not_repeated_in_logs():
+    clock, out = Clock(), io.StringIO()
+    with Progress(3, stream=out, interval=0.0, clock=clock) as bar:
+        bar.update(3)  # already draws 3/3; closing must not print the same line again
+    assert out.getvalue().count(" 3/3 ") == 1
 
 
 def test_rate_and_eta():

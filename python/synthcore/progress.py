@@ -39,6 +39,7 @@ class Progress:
         self.done = 0
         self.start = clock()
         self._last_draw: Optional[float] = None
+        self._drawn_done: Optional[int] = None
         self._closed = False
         isatty = getattr(self.stream, "isatty", None)
         self._inplace = bool(isatty and isatty())
@@ -64,6 +65,7 @@ class Progress:
         self.stream.write(prefix + self.line() + end)
         self.stream.flush()
         self._last_draw = self.clock()
+        self._drawn_done = self.done
 
     def update(self, n: int = 1) -> None:
         self.done = min(self.total, self.done + n) if self.total else self.done + n
@@ -74,7 +76,9 @@ class Progress:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._draw(final=True)
+            # In a log (no terminal) the last update may already have printed the final state: don't repeat it.
+            if self._inplace or self._drawn_done != self.done:
+                self._draw(final=True)
 
     def __enter__(self) -> "Progress":
         return self
