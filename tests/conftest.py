@@ -7,6 +7,19 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
+def subprocess_env() -> dict:
+    """Environment for a child ``python -m synthcore``: it imports the same synthcore as this test process (the
+    installed build in CI, the source tree with its copied native module in development), never a tree
+    without the compiled module, which would silently run the reference ops instead."""
+    import synthcore
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(synthcore.__file__).resolve().parents[1])] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
+    return env
+
+
 def shared_dir() -> Path:
     """The shared folder beside the checkout (CI clones with ../shared next to it); SYNTHCORE_SHARED overrides."""
     env = os.environ.get("SYNTHCORE_SHARED")

@@ -12,7 +12,7 @@ import pytest
 from synthcore.cli.main import main
 from synthcore.dataset import RunDir, SampleCollection, read_stats
 from tests.cli.identity_fixtures import make_model_files
-from tests.conftest import REPO
+from tests.conftest import subprocess_env
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_bad_input_and_second_writer(models, tmp_path, capsys):
 
 
 def _start(models, outdir, *extra):
-    env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
+    env = subprocess_env()
     cmd = [sys.executable, "-m", "synthcore", *_args(models, outdir, *extra)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

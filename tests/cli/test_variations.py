@@ -10,7 +10,7 @@ from synthcore.identity.directions import LatentDirection, write_directions
 from tests.cli.identity_fixtures import make_model_files
 from tests.cli.test_references import _args as ref_args
 from tests.cli.test_references import _digest, kill_after_checkpoint
-from tests.conftest import REPO
+from tests.conftest import subprocess_env
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,6 @@ def test_needs_references(tmp_path, capsys):
 
 
 def test_kill_and_resume_is_bit_exact(refs, tmp_path, capsys):
-    import os
     import shutil
     import subprocess
     import sys
@@ -83,7 +82,7 @@ def test_kill_and_resume_is_bit_exact(refs, tmp_path, capsys):
     shutil.copytree(refs, other)
     extra = ["--num-variations", "3", "--iterations", "6", "--batch", "5", "--checkpoint-every", "2"]
     assert main(_vargs(refs, *extra)) == 0
-    env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
+    env = subprocess_env()
     proc = subprocess.Popen([sys.executable, "-m", "synthcore", *_vargs(other, *extra)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     step = kill_after_checkpoint(proc, other / "checkpoints" / "variations", min_step=2)

@@ -1,8 +1,6 @@
-import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -11,14 +9,13 @@ import torch
 
 from synthcore.dataset import SampleCollection, check_label, sha256_file
 from synthcore.dataset.collection import FORMAT
+from tests.conftest import subprocess_env
 
 from .conftest import fill
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def _child(code: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "python"))
+    env = subprocess_env()
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True)
 
 

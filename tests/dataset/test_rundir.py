@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from synthcore.dataset import RunDir, RunDirLocked, StageFinished
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import subprocess_env
 
 
 def _holder(run: Path) -> subprocess.Popen:
@@ -24,7 +23,7 @@ def _holder(run: Path) -> subprocess.Popen:
         print("locked", flush=True)
         time.sleep(60)
     """
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "python"))
+    env = subprocess_env()
     p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "locked"
     return p
