@@ -381,17 +381,14 @@ def modconv(
     Returns:
         [N, O, H', W'] in x's dtype. Differentiable with respect to x, weight, styles, noise and bias.
     """
-    if impl is None or impl == "native":
-        impl = _backend.choose_impl("modconv", impl, x)
-    if impl == "reference":
+    _backend.require_tensor("modconv", "x", x, (4,))
+    if _backend.choose_impl("modconv", impl, x) == "reference":
         return modconv_reference(
             x, weight, styles, noise, bias, up, down, padding, resample_filter, demodulate, flip_weight,
             act, alpha, gain, clamp, strategy="scaled",
         )  # fmt: skip
-    if impl != "native":
-        raise ValueError(f"modconv: impl must be None, 'native' or 'reference', got {impl!r}")
     pad = _parse_padding(padding)
-    oh, ow = _check_modconv_args(x, weight, styles, noise, bias, up, down, pad, resample_filter, act)
+    _check_modconv_args(x, weight, styles, noise, bias, up, down, pad, resample_filter, act)
     return _modconv_native(
         x, weight, styles, noise, bias, up, down, pad, resample_filter, demodulate, flip_weight, act, alpha, gain, clamp
     )
