@@ -6,6 +6,7 @@ import sys
 from typing import List, Optional
 
 from synthcore import __version__
+from synthcore.allocator import tune_allocator
 from synthcore.cli import convert, demo, embed, generate, info, plot, references, render, variations
 
 COMMANDS = [info, demo, embed, generate, convert, references, variations, render, plot]
@@ -30,6 +31,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    tune_allocator()
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
