@@ -33,6 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("langevin options")
     g.add_argument("--lang-identities", type=int, default=8, help="Langevin identities per iteration (default: 8)")
     g.add_argument(
+        "--no-malloc-tuning",
+        action="store_true",
+        help="leave glibc's allocator as it is (by default it is tuned as the synthcore commands tune it, for both "
+        "cases: see synthcore/allocator.py)",
+    )
+    g.add_argument(
         "--lang-variations", type=int, default=4, help="Dispersion variations per identity (default: 4; 2 identities)"
     )
     g.add_argument(
@@ -95,6 +101,11 @@ def _check(a: torch.Tensor, b: torch.Tensor, what: str) -> float:
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     s = H.configure(args)
+    from synthcore.allocator import tune_allocator
+
+    # Measure the pipeline the way the commands run it (they tune the allocator at start); both cases share it.
+    tuned = False if args.no_malloc_tuning else tune_allocator()
+    print(f"allocator tuning: {'on' if tuned else 'off'}", file=sys.stderr)
     from synthcore.identity import FacePipeline
     from synthcore.identity.dispersion import DispersionConfig, dispersion_iteration, initial_variations
     from synthcore.identity.langevin import LangevinConfig, initial_latents, langevin_iteration
