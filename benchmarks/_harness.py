@@ -469,8 +469,12 @@ def bench_main(
     description: str | None,
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
     argv: Sequence[str] | None = None,
+    print_rows: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> int:
-    """Standard ``main()`` for a single benchmark module: parse, run, print, optionally dump JSON."""
+    """Standard ``main()`` for a single benchmark module: parse, run, print, optionally dump JSON.
+
+    ``print_rows`` replaces the native/reference table for benchmarks whose rows have another shape.
+    """
     parser = argparse.ArgumentParser(
         description=description,
         parents=[common_parser()],
@@ -484,10 +488,13 @@ def bench_main(
     print_machine_summary(info)
     rows = run(args)
     print()
-    print_table(rows)
-    gm = geomean_speedup(rows)
-    if gm is not None:
-        print(f"geometric-mean speed-up: {gm:.2f}x over {sum(1 for r in rows if r.get('speedup'))} cases")
+    if print_rows is not None:
+        print_rows(rows)
+    else:
+        print_table(rows)
+        gm = geomean_speedup(rows)
+        if gm is not None:
+            print(f"geometric-mean speed-up: {gm:.2f}x over {sum(1 for r in rows if r.get('speedup'))} cases")
     if args.json is not None:
         write_json(args.json, rows, {"machine": info, "args": args_meta(args)})
         print(f"wrote {args.json}")

@@ -188,21 +188,7 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, parents=[H.common_parser()], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    H.configure(args)
-    info = H.machine_info()
-    H.print_machine_summary(info)
-    rows = run(args)
-    print()
-    print_rows(rows)
-    if args.json is not None:
-        H.write_json(args.json, rows, {"machine": info, "args": H.args_meta(args)})
-        print(f"wrote {args.json}")
-    return 0
+    return H.bench_main(run, __doc__, add_arguments, argv, print_rows=print_rows)
 
 
 if __name__ == "__main__":
