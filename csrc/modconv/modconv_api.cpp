@@ -43,6 +43,15 @@ void require_like(const View& v, const View& ref) {
   for (int i = 0; i < ref.ndim; ++i) require_dim(v, i, ref.shape[i], "matching shape");
 }
 
+// Calls f(float{}) or f(double{}) for the CPU kernels' element type.
+template <typename F>
+void with_cpu_type(DType t, F&& f) {
+  if (t == DType::f32)
+    f(float{});
+  else
+    f(double{});
+}
+
 int dtype_code(DType t) { return t == DType::f32 ? 0 : t == DType::f64 ? 1 : t == DType::f16 ? 2 : 3; }
 
 void check_act(int act, double alpha, double gain, double clamp) {
@@ -108,21 +117,13 @@ void modconv_epilogue(const py::object& t_obj, const py::object& d_obj, const py
   if (t.device == Dev::cpu) {
     py::gil_scoped_release nogil;
     const bool avx2 = active_cpu_isa() == CpuIsa::avx2;
-    if (t.dtype == DType::f32) {
-      auto f = static_cast<const float*>(t.data);
-      auto dd = static_cast<const float*>(data_of(db)), nz = static_cast<const float*>(data_of(nb)),
-           bs = static_cast<const float*>(data_of(bb));
-      auto o = static_cast<float*>(out.data);
-      avx2 ? avx2::modconv_epilogue_cpu(f, dd, nz, bs, o, a, threads)
-           : generic::modconv_epilogue_cpu(f, dd, nz, bs, o, a, threads);
-    } else {
-      auto f = static_cast<const double*>(t.data);
-      auto dd = static_cast<const double*>(data_of(db)), nz = static_cast<const double*>(data_of(nb)),
-           bs = static_cast<const double*>(data_of(bb));
-      auto o = static_cast<double*>(out.data);
-      avx2 ? avx2::modconv_epilogue_cpu(f, dd, nz, bs, o, a, threads)
-           : generic::modconv_epilogue_cpu(f, dd, nz, bs, o, a, threads);
-    }
+    with_cpu_type(t.dtype, [&](auto tag) {
+      using T = decltype(tag);
+      auto c = [](const void* p) { return static_cast<const T*>(p); };
+      auto o = static_cast<T*>(out.data);
+      avx2 ? avx2::modconv_epilogue_cpu(c(t.data), c(data_of(db)), c(data_of(nb)), c(data_of(bb)), o, a, threads)
+           : generic::modconv_epilogue_cpu(c(t.data), c(data_of(db)), c(data_of(nb)), c(data_of(bb)), o, a, threads);
+    });
     return;
   }
 #ifdef SYNTHCORE_WITH_CUDA
@@ -169,10 +170,7 @@ void modconv_epilogue_grad(const py::object& gy_obj, const py::object& t_obj, co
                                                 c(data_of(bb)), m(gt.data), m(data_of(gdb)), m(data_of(gsb)), a,
                                                 threads);
     };
-    if (t.dtype == DType::f32)
-      run(float{});
-    else
-      run(double{});
+    with_cpu_type(t.dtype, run);
     return;
   }
 #ifdef SYNTHCORE_WITH_CUDA
@@ -216,10 +214,7 @@ void modconv_scale_grad(const py::object& g_obj, const py::object& x_obj, const 
            : generic::modconv_scale_grad_cpu(cp(g.data), cp(x.data), cp(s.data), mp(data_of(gxb)),
                                              mp(data_of(gsb)), n, c, p, threads);
     };
-    if (g.dtype == DType::f32)
-      run(float{});
-    else
-      run(double{});
+    with_cpu_type(g.dtype, run);
     return;
   }
 #ifdef SYNTHCORE_WITH_CUDA

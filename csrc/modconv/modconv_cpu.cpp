@@ -30,10 +30,12 @@ void epilogue(const T* t, const T* d, const T* noise, const T* bias, T* out, con
     if (a.noise_n) {
       const T* nz = noise + (a.noise_n == 1 ? 0 : n * p);
 #pragma omp simd
-      for (int64_t i = 0; i < p; ++i) dst[i] = bias_act_value<A, 0, C>(dv * src[i] + nz[i] + bv, T(1), alpha, gain, clamp);
+      for (int64_t i = 0; i < p; ++i)
+        dst[i] = bias_act_value<A, 0, C>(dv * src[i] + nz[i] + bv, T(1), alpha, gain, clamp);
     } else {
 #pragma omp simd
-      for (int64_t i = 0; i < p; ++i) dst[i] = bias_act_value<A, 0, C>(dv * src[i] + bv, T(1), alpha, gain, clamp);
+      for (int64_t i = 0; i < p; ++i)
+        dst[i] = bias_act_value<A, 0, C>(dv * src[i] + bv, T(1), alpha, gain, clamp);
     }
   }
 }
