@@ -42,6 +42,17 @@ bool View::is_contiguous() const {
   return true;
 }
 
+bool View::is_channels_last() const {
+  if (ndim != 4) return false;
+  if (numel() == 0) return true;
+  int64_t expected = 1;
+  for (int i : {1, 3, 2, 0}) {  // C fastest, then W, H, N
+    if (shape[i] != 1 && strides[i] != expected) return false;
+    expected *= shape[i];
+  }
+  return true;
+}
+
 std::string View::shape_str() const {
   std::ostringstream s;
   s << "[";
@@ -150,6 +161,21 @@ void require_same_device(const View& a, const View& b) {
 
 void require_contiguous(const View& v) {
   if (!v.is_contiguous()) throw py::value_error(v.name + ": must be contiguous (row-major)");
+}
+
+const char* layout_name(Layout l) { return l == Layout::nchw ? "contiguous (NCHW)" : "channels_last (NHWC)"; }
+
+Layout require_dense_4d(const View& v) {
+  require_ndim(v, 4);
+  if (v.is_contiguous()) return Layout::nchw;
+  if (v.is_channels_last()) return Layout::nhwc;
+  throw py::value_error(v.name + ": must be contiguous (NCHW) or channels_last (NHWC)");
+}
+
+void require_layout(const View& v, Layout want) {
+  require_ndim(v, 4);
+  const bool ok = want == Layout::nchw ? v.is_contiguous() : v.is_channels_last();
+  if (!ok) throw py::value_error(v.name + ": must be " + layout_name(want) + " like the other activations");
 }
 
 void require_no_overlap(const View& out, const View& in) {

@@ -34,6 +34,7 @@ struct View {
 
   int64_t numel() const;
   bool is_contiguous() const;
+  bool is_channels_last() const;  // 4-D [N, C, H, W] stored as a dense [N, H, W, C] array
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
   std::string shape_str() const;
   std::string device_str() const;
@@ -60,6 +61,13 @@ void require_float_dtype(const View& v, bool allow_half);
 void require_same_dtype(const View& a, const View& b);
 void require_same_device(const View& a, const View& b);
 void require_contiguous(const View& v);
+
+// The two dense layouts a 4-D [N, C, H, W] activation may have. A tensor that is both (C == 1 or H * W == 1)
+// counts as NCHW.
+enum class Layout { nchw, nhwc };
+Layout require_dense_4d(const View& v);           // NCHW-contiguous or channels_last, else ValueError
+void require_layout(const View& v, Layout want);  // v is 4-D and dense in layout `want`
+const char* layout_name(Layout l);
 void require_no_overlap(const View& out, const View& in);
 void require_dim(const View& v, int dim, int64_t size, const char* what);
 

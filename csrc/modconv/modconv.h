@@ -2,8 +2,9 @@
 //   epilogue       out = clamp(gain * act(d[n,c] * t + noise[n|0, p] + bias[c]))        (out may be t: in place)
 //   epilogue_grad  gz = gy * d out/d z;  gt = gz * d;  gd[n,c] = sum_p gz * t;  gsum[n,c] = sum_p gz
 //   scale_grad     the backward of xs = x * s[n,c]:  gx = g * s;  gs[n,c] = sum_p g * x
-// Arrays are contiguous; t, gy, gt, noise, bias, x, g, gx have the storage type; d, s, gd, gsum, gs the
-// accumulation type (double for double data, else float).
+// Activations (t, gy, gt, out, x, g, gx) are [n, c, p] (NCHW) or, with channels_last, [n, p, c] (NHWC, CPU
+// only); d, s, gd, gsum, gs are [n, c], noise [1 or n, p], bias [c], all dense. t, gy, gt, noise, bias, x, g,
+// gx have the storage type; d, s, gd, gsum, gs the accumulation type (double for double data, else float).
 #pragma once
 #include <cstdint>
 
@@ -13,6 +14,7 @@ struct ModconvEpilogueArgs {
   int64_t n = 0, c = 0, p = 0;  // t is [n, c, p]
   int64_t noise_n = 0;          // 0: no noise; 1: one [p] plane for every sample; n: [n, p]
   int act = 0;
+  bool channels_last = false;  // activations are [n, p, c]
   double alpha = 0, gain = 1, clamp = -1;  // clamp < 0: none
 };
 
@@ -23,7 +25,7 @@ struct ModconvEpilogueArgs {
   void modconv_epilogue_grad_cpu(const T* gy, const T* t, const T* d, const T* noise, const T* bias, T* gt, \
                                  T* gd, T* gsum, const ModconvEpilogueArgs& a, int threads);                 \
   void modconv_scale_grad_cpu(const T* g, const T* x, const T* s, T* gx, T* gs, int64_t n, int64_t c,       \
-                              int64_t p, int threads);                                                       \
+                              int64_t p, bool channels_last, int threads);                                   \
   }
 SC_DECLARE_MODCONV_CPU(generic, float)
 SC_DECLARE_MODCONV_CPU(generic, double)

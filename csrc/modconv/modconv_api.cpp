@@ -35,12 +35,24 @@ void require_acc(const View& v, const View& data, int64_t n, int64_t c) {
   require_dim(v, 1, c, "channel count");
 }
 
-void require_like(const View& v, const View& ref) {
+// v is an activation of ref's dtype, device, shape and layout.
+void require_like(const View& v, const View& ref, Layout layout) {
   require_same_dtype(ref, v);
   require_same_device(ref, v);
-  require_contiguous(v);
   if (v.ndim != ref.ndim) throw py::value_error(v.name + ": rank differs from " + ref.name);
   for (int i = 0; i < ref.ndim; ++i) require_dim(v, i, ref.shape[i], "matching shape");
+  require_layout(v, layout);
+}
+
+// The layout of an activation; channels-last kernels exist on CPU only.
+Layout activation_layout(const View& v) {
+  const Layout layout = require_dense_4d(v);
+  if (layout == Layout::nhwc && v.device != Dev::cpu) {
+    throw py::value_error(v.name + ": channels_last activations are supported on CPU only; pass a contiguous "
+                                   "(NCHW) tensor on " +
+                          v.device_str());
+  }
+  return layout;
 }
 
 // Calls f(float{}) or f(double{}) for the CPU kernels' element type.
@@ -66,8 +78,8 @@ ModconvEpilogueArgs check_epilogue_inputs(const View& t, const View* d, const Vi
   check_act(act, alpha, gain, clamp);
   require_ndim(t, 4);
   require_float_dtype(t, t.device == Dev::cuda);
-  require_contiguous(t);
   ModconvEpilogueArgs a;
+  a.channels_last = activation_layout(t) == Layout::nhwc;
   a.n = t.shape[0];
   a.c = t.shape[1];
   a.p = t.shape[2] * t.shape[3];
@@ -107,7 +119,7 @@ void modconv_epilogue(const py::object& t_obj, const py::object& d_obj, const py
   Opt db = borrow_opt(d_obj, "d"), nb = borrow_opt(noise_obj, "noise"), bb = borrow_opt(bias_obj, "bias");
   const View &t = tb.view(), &out = ob.view();
   ModconvEpilogueArgs a = check_epilogue_inputs(t, view_of(db), view_of(nb), view_of(bb), act, alpha, gain, clamp);
-  require_like(out, t);
+  require_like(out, t, a.channels_last ? Layout::nhwc : Layout::nchw);
   // In place is allowed (out is t); any other overlap with an input is not.
   if (out.data != t.data) require_no_overlap(out, t);
   for (const View* v : {view_of(db), view_of(nb), view_of(bb)})
@@ -145,8 +157,9 @@ void modconv_epilogue_grad(const py::object& gy_obj, const py::object& t_obj, co
   Opt gdb = borrow_opt(gd_obj, "gd"), gsb = borrow_opt(gsum_obj, "gsum");
   const View &gy = gyb.view(), &t = tb.view(), &gt = gtb.view();
   ModconvEpilogueArgs a = check_epilogue_inputs(t, view_of(db), view_of(nb), view_of(bb), act, alpha, gain, clamp);
-  require_like(gy, t);
-  require_like(gt, t);
+  const Layout layout = a.channels_last ? Layout::nhwc : Layout::nchw;
+  require_like(gy, t, layout);
+  require_like(gt, t, layout);
   if (gdb) require_acc(gdb->view(), t, a.n, a.c);
   if (gsb) require_acc(gsb->view(), t, a.n, a.c);
   for (const View* o : {&gt, view_of(gdb), view_of(gsb)}) {
@@ -190,11 +203,11 @@ void modconv_scale_grad(const py::object& g_obj, const py::object& x_obj, const 
   const View &g = gb.view(), &x = xb.view(), &s = sb.view();
   require_ndim(g, 4);
   require_float_dtype(g, g.device == Dev::cuda);
-  require_contiguous(g);
-  require_like(x, g);
+  const Layout layout = activation_layout(g);
+  require_like(x, g, layout);
   const int64_t n = g.shape[0], c = g.shape[1], p = g.shape[2] * g.shape[3];
   require_acc(s, g, n, c);
-  if (gxb) require_like(gxb->view(), g);
+  if (gxb) require_like(gxb->view(), g, layout);
   if (gsb) require_acc(gsb->view(), g, n, c);
   for (const View* o : {view_of(gxb), view_of(gsb)}) {
     if (!o) continue;
@@ -209,10 +222,11 @@ void modconv_scale_grad(const py::object& g_obj, const py::object& x_obj, const 
       using T = decltype(tag);
       auto cp = [](const void* q) { return static_cast<const T*>(q); };
       auto mp = [](void* q) { return static_cast<T*>(q); };
+      const bool cl = layout == Layout::nhwc;
       avx2 ? avx2::modconv_scale_grad_cpu(cp(g.data), cp(x.data), cp(s.data), mp(data_of(gxb)), mp(data_of(gsb)), n,
-                                          c, p, threads)
+                                          c, p, cl, threads)
            : generic::modconv_scale_grad_cpu(cp(g.data), cp(x.data), cp(s.data), mp(data_of(gxb)),
-                                             mp(data_of(gsb)), n, c, p, threads);
+                                             mp(data_of(gsb)), n, c, p, cl, threads);
     };
     with_cpu_type(g.dtype, run);
     return;

@@ -5,6 +5,8 @@
 
 namespace sc {
 
+// Activations (t, out, gy, gt, g, x, gx) are [N, C, H, W], contiguous (NCHW) or, on CPU, channels_last (NHWC);
+// the activations of one call share a layout.
 // out = clamp(gain * act(d * t + noise + bias)); out may be t itself (in place). t, out: [N, C, H, W];
 // d: [N, C] (accumulation dtype) or None; noise: [1 or N, H*W] or None; bias: [C] or None.
 void modconv_epilogue(const pybind11::object& t, const pybind11::object& d, const pybind11::object& noise,

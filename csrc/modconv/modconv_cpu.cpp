@@ -1,10 +1,14 @@
-// CPU halves of the native modulated convolution: each is one pass over the activation, parallel over
-// (sample, channel) planes, the inner loop vectorised. Sums accumulate in double: a 256x256 plane has 65536
-// terms and the style / demodulation gradients feed every layer below.
+// CPU halves of the native modulated convolution: each is one pass over the activation, the inner loop
+// vectorised. NCHW: parallel over (sample, channel) planes, the loop runs along a plane. Channels-last (NHWC):
+// parallel over pixels, the loop runs along a pixel's channels, and per-channel sums go to partials of fixed
+// pixel blocks that are added in a fixed order afterwards, so results do not depend on the thread count.
+// Sums accumulate in double: a 256x256 plane has 65536 terms and the style / demodulation gradients feed
+// every layer below.
 #define SC_CPU_VECTOR_MATH 1
 #include <omp.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "bias_act/bias_act_math.h"
 #include "modconv/modconv.h"
@@ -76,9 +80,142 @@ void epilogue_grad(const T* gy, const T* t, const T* d, const T* noise, const T*
   }
 }
 
+// Pixels per partial-sum block of the channels-last reductions: enough work per block to amortise its
+// partials, few enough blocks that the final pass over them is negligible.
+constexpr int64_t kPixelBlock = 256;
+
+int64_t pixel_blocks(int64_t p) { return (p + kPixelBlock - 1) / kPixelBlock; }
+
+// Per-channel unit / zero rows standing in for an absent d or bias, so the channel loop has one form.
+template <typename T>
+struct ChannelDefaults {
+  std::vector<T> ones, zeros;
+  ChannelDefaults(int64_t c, bool need_ones, bool need_zeros) {
+    if (need_ones) ones.assign(size_t(c), T(1));
+    if (need_zeros) zeros.assign(size_t(c), T(0));
+  }
+};
+
+// out[n, q, :] = clamp(gain * act(d[n, :] * t[n, q, :] + noise[n|0, q] + bias[:]))
+template <int A, bool C, typename T>
+void epilogue_nhwc(const T* t, const T* d, const T* noise, const T* bias, T* out, const ModconvEpilogueArgs& a,
+                   int threads) {
+  const T alpha = T(a.alpha), gain = T(a.gain), clamp = T(a.clamp < 0 ? 0 : a.clamp);
+  const int64_t c = a.c, p = a.p, rows = a.n * a.p;
+  const ChannelDefaults<T> def(c, d == nullptr, bias == nullptr);
+#pragma omp parallel for num_threads(plane_threads(rows * c, threads)) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t n = r / p, q = r % p;
+    const T* __restrict dv = d ? d + n * c : def.ones.data();
+    const T* __restrict bv = bias ? bias : def.zeros.data();
+    const T nz = a.noise_n ? noise[(a.noise_n == 1 ? 0 : n * p) + q] : T(0);
+    // out may alias t (in place): each element is read before it is written, at the same index.
+    const T* src = t + r * c;
+    T* dst = out + r * c;
+#pragma omp simd
+    for (int64_t i = 0; i < c; ++i) dst[i] = bias_act_value<A, 0, C>(dv[i] * src[i] + nz + bv[i], T(1), alpha, gain, clamp);
+  }
+}
+
+// Adds the per-block partials [n][blocks][2][c] into two [n, c] outputs (either may be null), in block order.
+template <typename T>
+void reduce_blocks(const std::vector<double>& part, int64_t n, int64_t blocks, int64_t c, T* out0, T* out1) {
+  std::vector<double> acc0(static_cast<size_t>(c)), acc1(static_cast<size_t>(c));
+  for (int64_t s = 0; s < n; ++s) {
+    std::fill(acc0.begin(), acc0.end(), 0.0);
+    std::fill(acc1.begin(), acc1.end(), 0.0);
+    for (int64_t b = 0; b < blocks; ++b) {
+      const double* p0 = part.data() + ((s * blocks + b) * 2) * c;
+      const double* p1 = p0 + c;
+#pragma omp simd
+      for (int64_t i = 0; i < c; ++i) {
+        acc0[i] += p0[i];
+        acc1[i] += p1[i];
+      }
+    }
+    for (int64_t i = 0; i < c; ++i) {
+      if (out0) out0[s * c + i] = T(acc0[i]);
+      if (out1) out1[s * c + i] = T(acc1[i]);
+    }
+  }
+}
+
+template <int A, bool C, typename T>
+void epilogue_grad_nhwc(const T* gy, const T* t, const T* d, const T* noise, const T* bias, T* gt, T* gd, T* gsum,
+                        const ModconvEpilogueArgs& a, int threads) {
+  const T alpha = T(a.alpha), gain = T(a.gain), clamp = T(a.clamp < 0 ? 0 : a.clamp);
+  const int64_t c = a.c, p = a.p, blocks = pixel_blocks(p);
+  const ChannelDefaults<T> def(c, d == nullptr, bias == nullptr);
+  std::vector<double> part(size_t(a.n * blocks * 2 * c), 0.0);
+#pragma omp parallel for num_threads(plane_threads(a.n * p * c, threads)) schedule(static)
+  for (int64_t nb = 0; nb < a.n * blocks; ++nb) {
+    const int64_t n = nb / blocks, q0 = (nb % blocks) * kPixelBlock, q1 = std::min(p, q0 + kPixelBlock);
+    const T* __restrict dv = d ? d + n * c : def.ones.data();
+    const T* __restrict bv = bias ? bias : def.zeros.data();
+    double* __restrict sd = part.data() + nb * 2 * c;
+    double* __restrict ss = sd + c;
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t r = n * p + q;
+      const T nz = a.noise_n ? noise[(a.noise_n == 1 ? 0 : n * p) + q] : T(0);
+      const T* __restrict tp = t + r * c;
+      const T* __restrict gp = gy + r * c;
+      T* __restrict o = gt + r * c;
+#pragma omp simd
+      for (int64_t i = 0; i < c; ++i) {
+        const T gz = bias_act_value<A, 1, C>(dv[i] * tp[i] + nz + bv[i], gp[i], alpha, gain, clamp);
+        o[i] = gz * dv[i];
+        sd[i] += double(gz) * double(tp[i]);
+        ss[i] += double(gz);
+      }
+    }
+  }
+  reduce_blocks(part, a.n, blocks, c, gd, gsum);
+}
+
+template <typename T>
+void scale_grad_nhwc(const T* g, const T* x, const T* s, T* gx, T* gs, int64_t n, int64_t c, int64_t p,
+                     int threads) {
+  const int64_t blocks = pixel_blocks(p);
+  std::vector<double> part(gs ? size_t(n * blocks * 2 * c) : 0, 0.0);
+#pragma omp parallel for num_threads(plane_threads(n * p * c, threads)) schedule(static)
+  for (int64_t nb = 0; nb < n * blocks; ++nb) {
+    const int64_t sn = nb / blocks, q0 = (nb % blocks) * kPixelBlock, q1 = std::min(p, q0 + kPixelBlock);
+    const T* __restrict sv = s + sn * c;
+    double* __restrict acc = gs ? part.data() + nb * 2 * c : nullptr;
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t r = sn * p + q;
+      const T* __restrict gp = g + r * c;
+      const T* __restrict xp = x + r * c;
+      if (gx) {
+        T* __restrict o = gx + r * c;
+#pragma omp simd
+        for (int64_t i = 0; i < c; ++i) o[i] = gp[i] * sv[i];
+      }
+      if (acc) {
+#pragma omp simd
+        for (int64_t i = 0; i < c; ++i) acc[i] += double(gp[i]) * double(xp[i]);
+      }
+    }
+  }
+  if (gs) reduce_blocks<T>(part, n, blocks, c, gs, nullptr);
+}
+
 template <bool C, typename T>
 void epilogue_by_act(const T* t, const T* d, const T* noise, const T* bias, T* out, const ModconvEpilogueArgs& a,
                      int threads) {
+  if (a.channels_last) {
+    switch (a.act) {
+      case kLinear: return epilogue_nhwc<kLinear, C>(t, d, noise, bias, out, a, threads);
+      case kRelu: return epilogue_nhwc<kRelu, C>(t, d, noise, bias, out, a, threads);
+      case kLrelu: return epilogue_nhwc<kLrelu, C>(t, d, noise, bias, out, a, threads);
+      case kTanh: return epilogue_nhwc<kTanh, C>(t, d, noise, bias, out, a, threads);
+      case kSigmoid: return epilogue_nhwc<kSigmoid, C>(t, d, noise, bias, out, a, threads);
+      case kElu: return epilogue_nhwc<kElu, C>(t, d, noise, bias, out, a, threads);
+      case kSelu: return epilogue_nhwc<kSelu, C>(t, d, noise, bias, out, a, threads);
+      case kSoftplus: return epilogue_nhwc<kSoftplus, C>(t, d, noise, bias, out, a, threads);
+      default: return epilogue_nhwc<kSwish, C>(t, d, noise, bias, out, a, threads);
+    }
+  }
   switch (a.act) {
     case kLinear: return epilogue<kLinear, C>(t, d, noise, bias, out, a, threads);
     case kRelu: return epilogue<kRelu, C>(t, d, noise, bias, out, a, threads);
@@ -95,6 +232,19 @@ void epilogue_by_act(const T* t, const T* d, const T* noise, const T* bias, T* o
 template <bool C, typename T>
 void grad_by_act(const T* gy, const T* t, const T* d, const T* noise, const T* bias, T* gt, T* gd, T* gsum,
                  const ModconvEpilogueArgs& a, int threads) {
+  if (a.channels_last) {
+    switch (a.act) {
+      case kLinear: return epilogue_grad_nhwc<kLinear, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
+      case kRelu: return epilogue_grad_nhwc<kRelu, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
+      case kLrelu: return epilogue_grad_nhwc<kLrelu, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
+      case kTanh: return epilogue_grad_nhwc<kTanh, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
+      case kSigmoid: return epilogue_grad_nhwc<kSigmoid, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
+      case kElu: return epilogue_grad_nhwc<kElu, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
+      case kSelu: return epilogue_grad_nhwc<kSelu, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
+      case kSoftplus: return epilogue_grad_nhwc<kSoftplus, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
+      default: return epilogue_grad_nhwc<kSwish, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
+    }
+  }
   switch (a.act) {
     case kLinear: return epilogue_grad<kLinear, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
     case kRelu: return epilogue_grad<kRelu, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
@@ -148,8 +298,11 @@ void scale_grad(const T* g, const T* x, const T* s, T* gx, T* gs, int64_t n, int
       grad_by_act<false>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);                                    \
   }                                                                                                           \
   void modconv_scale_grad_cpu(const T* g, const T* x, const T* s, T* gx, T* gs, int64_t n, int64_t c,        \
-                              int64_t p, int threads) {                                                       \
-    scale_grad(g, x, s, gx, gs, n, c, p, threads);                                                            \
+                              int64_t p, bool channels_last, int threads) {                                   \
+    if (channels_last)                                                                                        \
+      scale_grad_nhwc(g, x, s, gx, gs, n, c, p, threads);                                                     \
+    else                                                                                                      \
+      scale_grad(g, x, s, gx, gs, n, c, p, threads);                                                          \
   }
 SC_DEFINE_MODCONV_CPU(float)
 SC_DEFINE_MODCONV_CPU(double)

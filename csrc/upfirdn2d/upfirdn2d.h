@@ -8,7 +8,10 @@
 namespace sc {
 
 struct Upfirdn2dGeom {
-  int64_t planes = 0;  // N * C, each a contiguous in_h x in_w image
+  int64_t planes = 0;  // N * C, each a contiguous in_h x in_w image (NCHW)
+  // channels_last: x and y are dense [N, H, W, C] arrays instead (CPU only); planes is still N * C.
+  bool channels_last = false;
+  int64_t batch = 0, channels = 0;
   int in_h = 0, in_w = 0, out_h = 0, out_w = 0;
   int up_x = 1, up_y = 1, down_x = 1, down_y = 1;
   int pad_x0 = 0, pad_x1 = 0, pad_y0 = 0, pad_y1 = 0;

@@ -86,13 +86,17 @@ void upfirdn2d(const py::object& x_obj, const py::object& f_obj, const py::objec
   require_ndim(x, 4);
   require_ndim_in(f, 1, 2);
   require_ndim(y, 4);
+  const Layout layout = require_dense_4d(x);
+  if (layout == Layout::nhwc && x.device != Dev::cpu) {
+    throw py::value_error("x: channels_last images are supported on CPU only; pass a contiguous (NCHW) tensor on " +
+                          x.device_str());
+  }
   require_float_dtype(x, x.device == Dev::cuda);
   require_same_dtype(x, y);
   require_same_device(x, f);
   require_same_device(x, y);
-  require_contiguous(x);
   require_contiguous(f);
-  require_contiguous(y);
+  require_layout(y, layout);
   require_no_overlap(y, x);
   require_no_overlap(y, f);
   const DType want_f = x.dtype == DType::f64 ? DType::f64 : DType::f32;
@@ -110,6 +114,9 @@ void upfirdn2d(const py::object& x_obj, const py::object& f_obj, const py::objec
 
   Upfirdn2dGeom g;
   g.planes = x.shape[0] * x.shape[1];
+  g.channels_last = layout == Layout::nhwc;
+  g.batch = x.shape[0];
+  g.channels = x.shape[1];
   g.taps_h = int(f.ndim == 2 ? f.shape[0] : f.shape[0]);
   g.taps_w = int(f.ndim == 2 ? f.shape[1] : f.shape[0]);
   const int64_t in_h = x.shape[2], in_w = x.shape[3];

@@ -458,9 +458,49 @@ void run_blocked(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfir
   }
 }
 
+// Channels-last: each output pixel is a weighted sum of whole input pixels (C contiguous values), so the
+// channel loop vectorises with no repacking, and the tap lists skip zero-inserted and padded samples exactly
+// as in the planar paths. Parallel over output rows.
+template <typename T>
+void run_nhwc(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfirdn2dGeom& g, int threads) {
+  const TapLists V = build_tap_lists(g.out_h, g.in_h, g.up_y, g.down_y, g.pad_y0, g.taps_h);
+  const TapLists H = build_tap_lists(g.out_w, g.in_w, g.up_x, g.down_x, g.pad_x0, g.taps_w);
+  const int64_t C = g.channels, rows = g.batch * g.out_h;
+  const int64_t in_image = int64_t(g.in_h) * g.in_w * C;
+  const int team = rows * g.out_w * C < (int64_t(1) << 15) ? 1 : threads;
+#pragma omp parallel num_threads(team)
+  {
+    std::vector<const T*> src;
+    std::vector<T> w;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t n = r / g.out_h;
+      const int oy = int(r % g.out_h);
+      const T* xn = x + n * in_image;
+      T* yrow = y + r * g.out_w * C;
+      for (int ox = 0; ox < g.out_w; ++ox) {
+        src.clear();
+        w.clear();
+        for (int jv = V.start[oy]; jv < V.start[oy + 1]; ++jv) {
+          const T* xrow = xn + int64_t(V.idx[jv]) * g.in_w * C;
+          for (int jh = H.start[ox]; jh < H.start[ox + 1]; ++jh) {
+            src.push_back(xrow + int64_t(H.idx[jh]) * C);
+            w.push_back(g.separable ? taps_y[V.tap[jv]] * taps_x[H.tap[jh]]
+                                    : taps_x[int64_t(V.tap[jv]) * g.taps_w + H.tap[jh]]);
+          }
+        }
+        T* o = yrow + int64_t(ox) * C;
+        std::fill(o, o + C, T(0));
+        fused_axpy(o, int(C), src.data(), w.data(), int(src.size()));
+      }
+    }
+  }
+}
+
 template <typename T>
 void dispatch(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfirdn2dGeom& g, int threads) {
   if (g.planes == 0 || g.out_h == 0 || g.out_w == 0) return;
+  if (g.channels_last) return run_nhwc(x, taps_y, taps_x, y, g, threads);
   const char* force = std::getenv("SYNTHCORE_UPFIRDN2D_PATH");  // "rows" or "lanes": for benchmarking both
   bool lanes = g.in_w <= kLanePathMaxInWidth && g.up_x == 1 && g.planes >= 8;
   if (force) lanes = std::strcmp(force, "lanes") == 0;

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from synthcore import ops
+from synthcore.ops._backend import native_unavailable_reason
 
 __all__ = [
     "Conv2dLayer",
@@ -36,6 +37,11 @@ __all__ = [
 NOISE_MODES = ("const", "random", "none")
 ARCHITECTURES = ("orig", "skip", "resnet")
 DEFAULT_FILTER = (1, 3, 3, 1)
+
+# With the native ops on CPU, blocks from this resolution up run their features channels_last: oneDNN's
+# convolutions at 64-128 channels run up to 2x faster in that layout, and at 512 channels (8-32 px) no faster
+# (benchmarks/RESULTS.md, "channels-last generator"). Results are the same up to float rounding.
+CPU_CHANNELS_LAST_MIN_RES = 64
 
 # Keyword arguments of the official classes that only choose an execution strategy (memory layout, which
 # modulated-convolution path runs); they are accepted and kept in the config but do not change the result.
@@ -447,6 +453,14 @@ class SynthesisBlock(_Layer):
         if self.in_channels == 0:
             _randn(self.const, gen)
 
+    def _runs_channels_last(self, x: torch.Tensor, dtype: torch.dtype, impl: Optional[str]) -> bool:
+        """Whether this block's features run channels_last: with the native ops on CPU from
+        ``CPU_CHANNELS_LAST_MIN_RES`` up, where oneDNN's convolutions are faster in that layout (the native
+        kernels follow the layout; the reference ops and CUDA keep NCHW)."""
+        if x.device.type != "cpu" or self.resolution < CPU_CHANNELS_LAST_MIN_RES or impl == "reference":
+            return False
+        return native_unavailable_reason(x.device, dtype) is None
+
     def forward(
         self,
         x: Optional[torch.Tensor],
@@ -459,6 +473,8 @@ class SynthesisBlock(_Layer):
         """``ws``: [N, num_conv + num_torgb, w_dim]; returns (features, running image float32)."""
         impl = self._impl(impl)
         dtype = torch.float16 if (self.use_fp16 and fp16) else torch.float32
+        if x is not None and self._runs_channels_last(x, dtype, impl):
+            x = x.contiguous(memory_format=torch.channels_last)
         w_iter = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).expand(ws.shape[0], -1, -1, -1)

@@ -52,6 +52,20 @@ def choose_impl(op: str, impl: Optional[str], x: torch.Tensor, native_dtypes: Op
     return "reference"
 
 
+def activation_format(t: torch.Tensor) -> torch.memory_format:
+    """The dense layout a native kernel runs a 4-D activation in: channels_last when ``t`` is channels_last on CPU
+    (the CPU kernels have channels-last variants), else contiguous (NCHW). A tensor that is both (C == 1 or
+    H * W == 1) counts as contiguous."""
+    if (
+        t.ndim == 4
+        and t.device.type == "cpu"
+        and not t.is_contiguous()
+        and t.is_contiguous(memory_format=torch.channels_last)
+    ):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def to_native(t: torch.Tensor) -> Any:
     """A DLPack capsule for a contiguous tensor; the native side validates it again."""
     return torch.utils.dlpack.to_dlpack(t.detach())

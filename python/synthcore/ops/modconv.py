@@ -21,10 +21,13 @@ Implementations:
   as a stride-2 transposed convolution followed by the native FIR, down-convolutions as the native FIR followed by a
   stride-2 convolution; and noise, ``d``, bias, activation, gain and clamp are one native epilogue pass whose
   backward is one pass too (recomputing the pre-activation from the saved convolution output).
+  On CPU a channels_last input stays channels_last through every step (the kernels have channels-last
+  variants; oneDNN's convolutions run up to 2x faster in that layout at 64-128 channels); elsewhere, and for
+  any other layout, the steps run contiguous NCHW.
 """
 
 import math
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +64,29 @@ def _transpose_weight(w: torch.Tensor, groups: int) -> torch.Tensor:
     o, ig, kh, kw = w.shape
     w = w.reshape(groups, o // groups, ig, kh, kw).transpose(1, 2)
     return w.reshape(groups * ig, o // groups, kh, kw)
+
+
+def _frozen_derived(w: torch.Tensor, name: str, make: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``make(w)``, remembered on ``w`` while it is frozen and unchanged.
+
+    A generator used for sampling recomputes the same weight-derived tensors (the per-(o, i) squared sums of
+    demodulation, the transposed up-convolution weight) on every call; these are kept on the weight tensor,
+    keyed by its storage, version counter, dtype and shape, and recomputed after any in-place change (and
+    never kept for a weight that requires grad or has no version counter, as in inference mode).
+    """
+    if w.requires_grad or torch.compiler.is_compiling():  # a compiled graph keeps constants its own way
+        return make(w)
+    try:
+        key = (w.data_ptr(), w._version, w.dtype, tuple(w.shape), tuple(w.stride()))
+    except RuntimeError:  # inference tensors track no version
+        return make(w)
+    cache = w.__dict__.setdefault("_synthcore_derived", {})
+    hit = cache.get(name)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    value = make(w)
+    cache[name] = (key, value)
+    return value
 
 
 def _padded_conv2d(x: torch.Tensor, w: torch.Tensor, pad: List[int], stride: int, groups: int) -> torch.Tensor:
@@ -126,7 +152,12 @@ def _conv2d_resample(
         # (torch's conv_transpose2d convolves, so the weight is flipped for the correlating case). Its output
         # equals the zero-stuffed image padded by k-1 on each side and convolved; the remaining padding, the
         # filter and its gain up^2 are one upfirdn2d call.
-        wt = _transpose_weight(w.flip([2, 3]) if flip_weight else w, groups)
+        def transposed(w: torch.Tensor) -> torch.Tensor:
+            return _transpose_weight(w.flip([2, 3]) if flip_weight else w, groups).contiguous()
+
+        wt = _frozen_derived(w, f"transposed-{flip_weight}-{groups}", transposed) if fir_impl == "native" else (
+            transposed(w)
+        )  # fmt: skip
         t = F.conv_transpose2d(x, wt, stride=up, groups=groups)
         q = [px0 - (kw - 1), px1 + up - kw, py0 - (kh - 1), py1 + up - kh]
         return upfirdn2d(t, f, padding=q, gain=up * up, flip_filter=flip_filter, impl=fir_impl)
@@ -230,7 +261,7 @@ def demod_coefficients(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tens
     """``d[n, o] = rsqrt(sum_{i,k} (weight[o, i, k] * styles[n, i])^2 + 1e-8)`` as an [N, I] x [I, O] product:
     ``sum_k weight^2`` is per (o, i), so the per-sample weights never exist. Computed in float32 (or float64)."""
     acc = torch.float64 if weight.dtype == torch.float64 else torch.float32
-    wsq = weight.to(acc).square().sum([2, 3])  # [O, I]
+    wsq = _frozen_derived(weight, "demod-sums", lambda w: w.to(acc).square().sum([2, 3]))  # [O, I]
     return (styles.to(acc).square() @ wsq.t() + DEMOD_EPS).rsqrt()
 
 
@@ -420,10 +451,16 @@ def _(x, s):
     return torch.empty_like(x)
 
 
+def _dense(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``t`` in the dense layout the native kernels run ``like`` in (channels_last on CPU, else NCHW)."""
+    return t.contiguous(memory_format=_backend.activation_format(like))
+
+
 @torch.library.custom_op("synthcore::modconv_scale_grad", mutates_args=())
 def _scale_grad_op(g: torch.Tensor, x: torch.Tensor, s: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    g, x = g.contiguous(), x.contiguous()
-    gx = torch.empty_like(g)
+    x = _dense(x, x)
+    g = _dense(g, x)
+    gx = torch.empty_like(x)
     gs = torch.empty(s.shape, dtype=_acc_dtype(x.dtype), device=x.device)
     _native.native_module().modconv_scale_grad(
         _backend.to_native(g), _backend.to_native(x), _backend.to_native(s.to(gs.dtype).contiguous()),
@@ -434,7 +471,8 @@ def _scale_grad_op(g: torch.Tensor, x: torch.Tensor, s: torch.Tensor) -> Tuple[t
 
 @_scale_grad_op.register_fake
 def _(g, x, s):
-    return torch.empty_like(g, memory_format=torch.contiguous_format), s.new_empty(s.shape, dtype=_acc_dtype(x.dtype))
+    gx = torch.empty_like(x, memory_format=_backend.activation_format(x))
+    return gx, s.new_empty(s.shape, dtype=_acc_dtype(x.dtype))
 
 
 def _scale_setup(ctx, inputs, output):
@@ -512,7 +550,7 @@ def _epilogue_grad_op(
     gain: float,
     clamp: float,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    gy = gy.contiguous()
+    gy = _dense(gy, t)
     gt = torch.empty_like(t)
     gd = torch.empty(t.shape[:2], dtype=_acc_dtype(t.dtype), device=t.device)
     gsum = torch.empty_like(gd)
@@ -559,6 +597,24 @@ def _epilogue_backward(ctx, gy):
 _epilogue_op.register_autograd(_epilogue_backward, setup_context=_epilogue_setup)
 
 
+class _WeightTimesRowsT(torch.autograd.Function):
+    """``we @ xm^T`` ([N, O, I] x [N, HW, I] -> [N, O, HW]) with each backward product in its fast orientation:
+    the gradient of ``xm`` comes out [N, HW, I] (channels_last, no transposing copy of a large activation) and
+    that of ``we`` as ``g @ xm`` (the long HW reduction over contiguous rows)."""
+
+    @staticmethod
+    def forward(ctx, we: torch.Tensor, xm: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(we, xm)
+        return torch.bmm(we, xm.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        we, xm = ctx.saved_tensors
+        g_we = torch.bmm(g, xm) if ctx.needs_input_grad[0] else None
+        g_xm = torch.bmm(g.transpose(1, 2), we) if ctx.needs_input_grad[1] else None
+        return g_we, g_xm
+
+
 def _modconv_native(x, weight, styles, noise, bias, up, down, pad, f, demodulate, flip_weight, act, alpha, gain, clamp):
     spec = ACTIVATIONS[act]
     alpha = spec.def_alpha if alpha is None else float(alpha)
@@ -574,14 +630,18 @@ def _modconv_native(x, weight, styles, noise, bias, up, down, pad, f, demodulate
         v is not None and v.requires_grad for v in (x, weight, styles, noise, bias)
     )
     acc = _acc_dtype(x.dtype)
-    d = demod_coefficients(weight, styles) if demodulate else None
+    d = demod_coefficients(weight, styles).to(acc) if demodulate else None  # acc: x's, whatever the weight's
     s = styles.to(acc)
     o, i, kh, kw = weight.shape
     if kh == kw == 1 and up == down == 1 and not any(pad) and o * 8 <= x.shape[2] * x.shape[3]:
         # A 1x1 layer with few outputs (ToRGB: 3): the modulated weight [N, O, I] is far smaller than the
         # activation, so scaling it costs nothing and saves the pass over x; one batched product per sample.
         we = (weight[:, :, 0, 0].to(acc)[None] * s[:, None, :]).to(x.dtype)
-        t = torch.bmm(we, x.reshape(x.shape[0], i, -1)).reshape(x.shape[0], o, *x.shape[2:])
+        if _backend.activation_format(x) == torch.channels_last:
+            xm = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, i)  # channels_last x is an [N, HW, I] matrix
+            t = _WeightTimesRowsT.apply(we, xm).reshape(x.shape[0], o, *x.shape[2:])
+        else:
+            t = torch.bmm(we, x.reshape(x.shape[0], i, -1)).reshape(x.shape[0], o, *x.shape[2:])
     elif not need_grad and x.shape[0] == 1 and o * kh * kw < x.shape[2] * x.shape[3]:
         # One sample, no autograd, weight smaller than the activation: fold styles and d into a weight-sized
         # temporary (the shared weight's size, not a batch of them) and skip the pass over x.
@@ -591,9 +651,9 @@ def _modconv_native(x, weight, styles, noise, bias, up, down, pad, f, demodulate
             d = None
         t = _conv2d_resample(x, we.to(x.dtype), f, up, down, pad, 1, flip_weight, False, "native")
     else:
-        xs = _scale_op(x.contiguous(), s) if need_grad else x * s.to(x.dtype)[:, :, None, None]
+        xs = _scale_op(_dense(x, x), s) if need_grad else x * s.to(x.dtype)[:, :, None, None]
         t = _conv2d_resample(xs, weight.to(x.dtype), f, up, down, pad, 1, flip_weight, False, "native")
-    t = t.contiguous()
+    t = _dense(t, t)
     n, _, h, w = t.shape
     nz = None
     if noise is not None:

@@ -163,8 +163,10 @@ def _upfirdn2d_op(
     x: torch.Tensor, f: torch.Tensor, up: List[int], down: List[int], padding: List[int], flip_filter: bool, gain: float
 ) -> torch.Tensor:
     fw, fh = _filter_size(f)
-    y = x.new_empty(_output_shape(x.shape, fw, fh, (up[0], up[1]), (down[0], down[1]), padding))
-    x = x.contiguous()
+    fmt = _backend.activation_format(x)  # channels_last stays channels_last (CPU), anything else goes NCHW
+    shape = _output_shape(x.shape, fw, fh, (up[0], up[1]), (down[0], down[1]), padding)
+    y = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+    x = x.contiguous(memory_format=fmt)
     f = f.contiguous()
     _native.native_module().upfirdn2d(
         _backend.to_native(x),
@@ -189,7 +191,8 @@ def _upfirdn2d_op(
 @_upfirdn2d_op.register_fake
 def _(x, f, up, down, padding, flip_filter, gain):
     fw, fh = _filter_size(f)
-    return x.new_empty(_output_shape(x.shape, fw, fh, (up[0], up[1]), (down[0], down[1]), padding))
+    shape = _output_shape(x.shape, fw, fh, (up[0], up[1]), (down[0], down[1]), padding)
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=_backend.activation_format(x))
 
 
 def _setup_context(ctx, inputs, output):
@@ -233,7 +236,8 @@ def upfirdn2d(
     """Upsample by zero insertion, pad, FIR-filter and downsample a batch of images.
 
     Args:
-        x: [N, C, H, W] floating-point images.
+        x: [N, C, H, W] floating-point images. The native CPU kernel keeps a channels_last ``x``
+            channels_last (the output too); other layouts run as contiguous NCHW.
         f: filter, [fh, fw] (2-D) or [taps] (separable, applied along both axes), or None for identity;
             see :func:`setup_filter`. Gradients flow to ``x`` only; the filter is a constant.
         up, down: int or [x, y] integer factors.
