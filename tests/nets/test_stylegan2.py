@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from synthcore.nets.generator_files import load_generator
-from synthcore.nets.stylegan2 import Generator, normalize_2nd_moment
+from synthcore.nets.stylegan2 import CPU_CHANNELS_LAST_MIN_RES, Generator, normalize_2nd_moment
 from tests.conftest import cuda_only
 from tests.nets.sg2_data import MODELS, arrays, assert_close, generator, pkl
 
@@ -93,10 +93,18 @@ def _small(arch="skip", res=32, c_dim=0, seed=0, **kw):
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("arch", ["skip", "resnet", "orig"])
-def test_random_generator_native_matches_reference_with_gradients(arch):
-    G = _small(arch, c_dim=3, conv_clamp=0.8)
-    assert G.num_ws == 2 * int(math.log2(32)) - 2
+@pytest.mark.parametrize(
+    "arch,res", [("skip", 32), ("resnet", 32), ("orig", 32), ("skip", 128), ("resnet", 128), ("orig", 128)]
+)
+def test_random_generator_native_matches_reference_with_gradients(arch, res):
+    """From CPU_CHANNELS_LAST_MIN_RES up the native blocks run channels_last: covered by the 128 cases."""
+    G = _small(arch, res=res, c_dim=3, conv_clamp=0.8)
+    assert G.num_ws == 2 * int(math.log2(res)) - 2
+    layouts = {}  # block resolution -> whether conv1's input was channels_last
+    for r in G.synthesis.block_resolutions[1:]:
+        getattr(G.synthesis, f"b{r}").conv1.register_forward_pre_hook(
+            lambda m, args, r=r: layouts.update({r: args[0].is_contiguous(memory_format=torch.channels_last)})
+        )
     with torch.no_grad():  # noise strengths start at 0 and biases at 0; move them so every term matters
         for name, p in G.named_parameters():
             if name.endswith(("noise_strength", "bias")):
@@ -109,7 +117,8 @@ def test_random_generator_native_matches_reference_with_gradients(arch):
         img = G.synthesis(w, noise_mode="const", impl=impl)
         (img * torch.linspace(-1, 1, img.numel()).reshape(img.shape)).sum().backward()
         outs[impl], grads[impl] = img.detach(), w.grad
-    assert outs["native"].shape == (3, 3, 32, 32)
+        assert layouts == {r: impl == "native" and r >= CPU_CHANNELS_LAST_MIN_RES for r in layouts}, impl
+    assert outs["native"].shape == (3, 3, res, res)
     assert_close(outs["native"], outs["reference"], f"{arch} images")
     assert grads["reference"].abs().max() > 0 and torch.isfinite(grads["reference"]).all()
     scale = grads["reference"].abs().max().item()
@@ -117,7 +126,7 @@ def test_random_generator_native_matches_reference_with_gradients(arch):
     if arch == "resnet":
         assert hasattr(G.synthesis.b8, "skip") and not hasattr(G.synthesis.b8, "torgb")
     if arch == "orig":
-        assert not hasattr(G.synthesis.b8, "torgb") and hasattr(G.synthesis.b32, "torgb")
+        assert not hasattr(G.synthesis.b8, "torgb") and hasattr(getattr(G.synthesis, f"b{res}"), "torgb")
 
 
 def test_seeded_init_is_reproducible_and_official_shaped():

@@ -253,6 +253,102 @@ def test_torch_compile_layer():
         torch.testing.assert_close(a, r)
 
 
+def test_weight_derived_cache_follows_in_place_changes():
+    """Frozen weights keep their demodulation sums and transposed up-conv weight; an in-place update (an
+    optimiser step, load_state_dict) must invalidate them."""
+    x, w, s, noise, b, kw = _random_layer(GEOMETRIES[1], seed=21, dtype=torch.float32)
+    with torch.no_grad():
+        y0 = ops.modconv(x, w, s, noise, b, impl="native", **kw)
+        assert set(w.__dict__["_synthcore_derived"]) == {"demod-sums", "transposed-False-1"}
+        assert torch.equal(ops.modconv(x, w, s, noise, b, impl="native", **kw), y0)  # from the cache
+        w.mul_(-0.5)
+        y1 = ops.modconv(x, w, s, noise, b, impl="native", **kw)
+    torch.testing.assert_close(y1, ops.modconv_reference(x, w, s, noise, b, **kw), atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(y1, y0)
+    wg = w.clone().requires_grad_(True)  # a trained weight: nothing kept
+    ops.modconv(x, wg, s, noise, b, impl="native", **kw)
+    assert "_synthcore_derived" not in wg.__dict__
+
+
+# --- channels_last (NHWC) on CPU ------------------------------------------------------------------------------
+
+
+def _nhwc(t):
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("geo", range(len(GEOMETRIES)))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_channels_last_native_matches_reference(geo, dtype, cpu_isa):
+    o, h = GEOMETRIES[geo][2:4]
+    for e, epi in enumerate(EPILOGUES[:3]):
+        for demodulate in (True, False):
+            x, w, s, noise, b, kw = _random_layer(GEOMETRIES[geo], seed=300 + geo * 10 + e, dtype=dtype)
+            x = _nhwc(x)
+            leaves = [t.requires_grad_(True) for t in (x, w, s, noise, b)]
+            ref = ops.modconv_reference(x, w, s, noise, b, demodulate=demodulate, **kw, **epi)
+            nat = ops.modconv(x, w, s, noise, b, demodulate=demodulate, impl="native", **kw, **epi)
+            k, up, down = GEOMETRIES[geo][4:7]
+            few_outputs_1x1 = k == 1 and up == down == 1 and o * 8 <= h * h  # ToRGB: a 3-channel NCHW image
+            if not few_outputs_1x1 and o > 1 and nat.shape[2] * nat.shape[3] > 1:  # else the strides coincide
+                assert nat.is_contiguous(memory_format=torch.channels_last) and not nat.is_contiguous()
+            tol = 1e-4 if dtype == torch.float32 else 1e-10
+            torch.testing.assert_close(nat, ref, atol=tol, rtol=tol, msg=f"{GEOMETRIES[geo]} {epi}")
+            with torch.no_grad():  # the in-place epilogue
+                nat_ng = ops.modconv(x, w, s, noise, b, demodulate=demodulate, impl="native", **kw, **epi)
+            torch.testing.assert_close(nat_ng, ref, atol=tol, rtol=tol)
+            gy = torch.randn_like(ref)  # NCHW gradient into a channels_last output: the op converts it
+            g_ref = torch.autograd.grad(ref, leaves, gy)
+            g_nat = torch.autograd.grad(nat, leaves, gy)
+            for name, a, r in zip(("x", "weight", "styles", "noise", "bias"), g_nat, g_ref):
+                scale = r.abs().max().item() + 1e-6
+                torch.testing.assert_close(a / scale, r / scale, atol=tol / 5, rtol=0, msg=f"grad {name} {epi}")
+
+
+def test_channels_last_matches_nchw_native():
+    """The two native layouts compute the same function (up to float32 summation order)."""
+    x, w, s, noise, b, kw = _random_layer((3, 32, 16, 12, 3, 2, 1, 1, False), seed=11, dtype=torch.float32)
+    outs = []
+    for xx in (x, _nhwc(x)):
+        xx = xx.clone().requires_grad_(True)
+        ss = s.clone().requires_grad_(True)
+        y = ops.modconv(xx, w, ss, noise, b, act="lrelu", clamp=1.5, impl="native", **kw)
+        gx, gs = torch.autograd.grad(y, (xx, ss), torch.ones_like(y))
+        outs.append((y, gx, gs))
+    for a, r in zip(*outs):
+        torch.testing.assert_close(a, r, atol=2e-4, rtol=2e-4)
+
+
+def test_channels_last_gradients_do_not_depend_on_thread_count():
+    """The per-channel style and demodulation gradients are summed over pixels in fixed blocks, reduced in a
+    fixed order: the same bits with 1 or 2 threads."""
+    x, w, s, noise, b, kw = _random_layer((2, 24, 20, 40, 3, 1, 1, 1, True), seed=12, dtype=torch.float32)
+    x = _nhwc(x)
+    grads = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        ss = s.clone().requires_grad_(True)
+        y = ops.modconv(x.requires_grad_(True), w, ss, noise, b, act="lrelu", impl="native", **kw)
+        grads.append(torch.autograd.grad(y, (x, ss), torch.cos(y.detach())))
+    for a, r in zip(*grads):
+        assert torch.equal(a, r)
+
+
+def test_channels_last_native_kernels_check_layouts():
+    from synthcore._native import native_module
+    from synthcore.ops._backend import to_native
+
+    m = native_module()
+    t = _nhwc(torch.randn(2, 3, 4, 4))
+    with pytest.raises(ValueError, match="channels_last"):  # output in the other layout
+        m.modconv_epilogue(to_native(t), None, None, None, to_native(torch.empty(2, 3, 4, 4)), 2, 0.2, 1.0, -1.0, 1)
+    with pytest.raises(ValueError, match="contiguous"):  # neither layout
+        m.modconv_epilogue(to_native(t.transpose(2, 3)), None, None, None, to_native(t), 2, 0.2, 1.0, -1.0, 1)
+    out = torch.empty_like(t)
+    m.modconv_epilogue(to_native(t), None, None, None, to_native(out), 0, 0.0, 1.0, -1.0, 1)  # linear: a copy
+    assert torch.equal(out, t)
+
+
 @cuda_only
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("geo", range(len(GEOMETRIES)))

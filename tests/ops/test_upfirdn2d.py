@@ -146,6 +146,58 @@ def test_backward_matches_reference():
         torch.testing.assert_close(grads[1], grads[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_channels_last_native_matches_reference(seed, dtype, cpu_isa):
+    """A channels_last input runs the NHWC kernel and gives a channels_last output, forward and backward."""
+    rng = random.Random(100 + seed)
+    torch.manual_seed(seed)
+    for _ in range(25):
+        case = _random_case(rng)
+        n, c, h, w = case["x"].shape
+        x = torch.randn(n, c + 2, h, w, dtype=dtype)  # at least 3 channels, so the two layouts differ
+        x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        case = {**case, "x": x, "f": case["f"].to(dtype)}
+        ref = ops.upfirdn2d(**case, impl="reference")
+        nat = ops.upfirdn2d(**case, impl="native")
+        assert nat.shape == ref.shape
+        if nat.shape[2] * nat.shape[3] > 1:
+            assert nat.is_contiguous(memory_format=torch.channels_last) and not nat.is_contiguous()
+        tol = 1e-5 if dtype == torch.float32 else 1e-6  # the native filter taps are float32
+        msg = str({k: v for k, v in case.items() if k != "x"})
+        torch.testing.assert_close(nat, ref, atol=tol, rtol=tol, msg=msg)
+        gy = torch.randn_like(ref)
+        (g_ref,) = torch.autograd.grad(ref, x, gy)
+        (g_nat,) = torch.autograd.grad(nat, x, gy)
+        torch.testing.assert_close(g_nat, g_ref, atol=tol, rtol=tol, msg=msg)
+
+
+@pytest.mark.parametrize("fn", [ops.upsample2d, ops.downsample2d, ops.filter2d])
+def test_channels_last_stylegan_shapes(fn, cpu_isa):
+    x = torch.randn(2, 64, 32, 32).contiguous(memory_format=torch.channels_last)
+    f = ops.setup_filter([1, 3, 3, 1])
+    nat = fn(x, f, impl="native")
+    torch.testing.assert_close(nat, fn(x, f, impl="reference"), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(nat, fn(x.contiguous(), f, impl="native"), atol=1e-5, rtol=1e-5)
+
+
+def test_native_kernel_requires_matching_layouts():
+    from synthcore._native import native_module
+    from synthcore.ops._backend import to_native
+
+    x = torch.randn(1, 4, 6, 6).contiguous(memory_format=torch.channels_last)
+    f = torch.ones(1, 1)
+    m = native_module()
+    args = (1, 1, 1, 1, 0, 0, 0, 0, False, 1.0, 1, 0)
+    with pytest.raises(ValueError, match="channels_last"):
+        m.upfirdn2d(to_native(x), to_native(f), to_native(torch.empty(1, 4, 6, 6)), *args)
+    with pytest.raises(ValueError, match="contiguous"):
+        m.upfirdn2d(to_native(x.transpose(2, 3)), to_native(f), to_native(torch.empty_like(x)), *args)
+    y = torch.empty_like(x)
+    m.upfirdn2d(to_native(x), to_native(f), to_native(y), *args)
+    assert torch.equal(y, x)
+
+
 @pytest.mark.parametrize(
     "up,down,pad,filt",
     [

@@ -64,8 +64,10 @@ class FacePipeline:
         impl: Optional[str] = None,
         generator_batch: Optional[int] = None,
     ) -> None:
-        if generator_batch is not None and generator_batch < 1:
-            raise ValueError(f"generator_batch must be >= 1 or None, got {generator_batch}")
+        if generator_batch is not None and (
+            isinstance(generator_batch, bool) or not isinstance(generator_batch, int) or generator_batch < 1
+        ):
+            raise ValueError(f"generator_batch must be an integer >= 1 or None, got {generator_batch!r}")
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         channels = int(getattr(generator, "img_channels", 3))
