@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="rows per forward/backward of the batched runs (default: all identities; on CPU the pipeline still "
-        "runs the generator 2 rows at a time, its fastest per image, see FacePipeline.generator_batch)",
+        "splits generator calls into its fastest chunk, 2 rows at 256, see FacePipeline.generator_batch)",
     )
     g.add_argument("--lang-arch", default="iresnet50", help="embedder architecture (default: iresnet50)")
     g.add_argument("--lang-res", type=int, default=256, help="generator resolution (default: 256)")

@@ -40,10 +40,25 @@ def test_chunked_synthesis_matches_one_call_with_gradients():
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
 
 
-def test_default_chunk_on_cpu():
-    pipe = _pipe(None)
-    pipe.images(torch.randn(5, 8))
-    assert pipe.G.synthesis.calls == [P.CPU_GENERATOR_BATCH] * 2 + [5 - 2 * P.CPU_GENERATOR_BATCH]
+def test_default_chunk_follows_the_largest_feature_map(monkeypatch):
+    from synthcore.nets.stylegan2 import Generator
+
+    G = Generator(z_dim=8, w_dim=8, img_resolution=16, mapping_kwargs={"num_layers": 1}, channel_base=64,
+                  channel_max=8, seed=0)  # fmt: skip
+    pipe = P.FacePipeline(G, TinyEmbedder(), crop=None)
+    per_image = 4 * 16 * 16 * 4  # 16x16 top block: 64 // 16 = 4 channels, float32
+    assert pipe._largest_feature_bytes() == per_image
+    assert pipe.generator_rows(torch.device("cpu")) == P.CPU_GENERATOR_CHUNK_BYTES // per_image
+    assert pipe.generator_rows(torch.device("meta")) is None  # only CPU splits by default
+    monkeypatch.setattr(P, "CPU_GENERATOR_CHUNK_BYTES", 2 * per_image + 1)
+    calls = []
+    inner = G.synthesis.forward
+    monkeypatch.setattr(G.synthesis, "forward", lambda ws, **kw: calls.append(ws.shape[0]) or inner(ws, **kw))
+    w = torch.randn(5, 8)
+    chunked = pipe.images(w)
+    assert calls == [2, 2, 1]
+    torch.testing.assert_close(chunked, P.FacePipeline(G, TinyEmbedder(), crop=None, generator_batch=5).images(w))
+    assert _pipe(None).generator_rows(torch.device("cpu")) is None  # not a StyleGAN2 layout: unsplit
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "4"])

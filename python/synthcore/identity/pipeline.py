@@ -19,10 +19,12 @@ __all__ = ["FacePipeline", "batches"]
 
 NOISE_MODES = ("const", "none")
 
-# Rows per generator call on CPU: the 256 generator's forward+backward measured 186 / 166 / 204 / 222 ms per
-# image at batch 1 / 2 / 4 / 8 (2 threads; the activations of larger batches fall out of cache), while
-# iResNet-50's fell from 80 to 56 ms per image from batch 1 to 8 (benchmarks/RESULTS.md).
-CPU_GENERATOR_BATCH = 2
+# On CPU a generator call gets as many rows as keep its largest feature map within this many bytes: the 256
+# generator (64 x 256 x 256 float32 = 16.8 MB per image) measured 186 / 166 / 204 / 222 ms per image forward+
+# backward at batch 1 / 2 / 4 / 8 (2 threads; larger batches fall out of cache), while iResNet-50 fell from 80 to
+# 56 ms per image from batch 1 to 8 (benchmarks/RESULTS.md). Small generators (the demo's 64 x 64, 0.5 MB per
+# image) are faster unsplit, which this budget gives them.
+CPU_GENERATOR_CHUNK_BYTES = 40 << 20
 
 
 def batches(n: int, batch: int) -> Iterator[Tuple[int, int]]:
@@ -48,8 +50,9 @@ class FacePipeline:
             noise is not offered: it would make embeddings differ from those of the saved images.
         impl: op implementation passed to synthesis (None, "native" or "reference").
         generator_batch: at most this many rows per synthesis call; larger batches are split (the embedder
-            still sees them whole). None: ``CPU_GENERATOR_BATCH`` on CPU, where the generator's forward and
-            backward cost more per image at larger batches while the embedder's cost less; unsplit elsewhere.
+            still sees them whole). None: on CPU as many rows as keep the largest feature map within
+            ``CPU_GENERATOR_CHUNK_BYTES`` (2 for the 256 generator, whose forward and backward cost more per
+            image at larger batches while the embedder's cost less); unsplit elsewhere.
 
     Both networks are put in eval mode with ``requires_grad_(False)``: gradients are only ever taken with
     respect to latents.
@@ -121,14 +124,32 @@ class FacePipeline:
         if w.ndim != 2 or w.shape[1] != self.w_dim:
             raise ValueError(f"w must be [N, {self.w_dim}], got {list(w.shape)}")
         ws = w.unsqueeze(1).expand(w.shape[0], int(self.G.num_ws), w.shape[1])
-        rows = self.generator_batch
-        if rows is None:
-            rows = CPU_GENERATOR_BATCH if ws.device.type == "cpu" else ws.shape[0]
-        if ws.shape[0] <= rows:
+        rows = self.generator_rows(ws.device)
+        if rows is None or ws.shape[0] <= rows:
             return self.G.synthesis(ws, noise_mode=self.noise_mode, impl=self.impl)
         parts = [self.G.synthesis(ws[lo:hi], noise_mode=self.noise_mode, impl=self.impl)
                  for lo, hi in batches(ws.shape[0], rows)]  # fmt: skip
         return torch.cat(parts)
+
+    def generator_rows(self, device: torch.device) -> Optional[int]:
+        """Rows per synthesis call on ``device`` (None: unsplit); see ``generator_batch``."""
+        if self.generator_batch is not None:
+            return self.generator_batch
+        if device.type != "cpu":
+            return None
+        largest = self._largest_feature_bytes()
+        return None if largest is None else max(1, CPU_GENERATOR_CHUNK_BYTES // largest)
+
+    def _largest_feature_bytes(self) -> Optional[int]:
+        """Bytes per image of the synthesis network's largest float32 feature map (StyleGAN2 layout), or None."""
+        synthesis = self.G.synthesis
+        sizes = []
+        for res in getattr(synthesis, "block_resolutions", ()):
+            conv = getattr(getattr(synthesis, f"b{res}", None), "conv1", None)
+            weight = getattr(conv, "weight", None)
+            if isinstance(weight, torch.Tensor):
+                sizes.append(int(weight.shape[0]) * int(res) ** 2 * 4)
+        return max(sizes) if sizes else None
 
     def crops(self, images: torch.Tensor) -> torch.Tensor:
         """Recognition crops of generator frames (what the embedder sees)."""
