@@ -5,7 +5,10 @@ channel_base 16384 for the 256 generator, 32768 for the 1024 generator), filter 
   * upsample2d of the RGB skip image [N, 3, r/2, r/2] (every synthesis block),
   * upsample2d / filter2d / raw upfirdn2d(up=2, padding=[2,1,2,1]) on feature maps [N, ch(r), r/2, r/2],
   * downsample2d on [N, ch(r), r, r] (discriminator direction),
-  * forward+backward of upsample2d and downsample2d on one 256-generator shape each.
+  * forward+backward of upsample2d and downsample2d on one 256-generator shape each,
+  * the filter that follows each up-convolution in modconv (upfirdn2d pad=[-1,0,-1,0], gain 4, on the
+    [N, ch(r), r+1, r+1] transposed-convolution output) at batch 2, NCHW and channels_last (the layout the
+    generator's blocks from 64x64 up run in on CPU; the reference gets the same channels_last tensor).
 Batch 4, batch 8 for the headline cases. The 1024-generator r=512/1024 feature maps run on CPU only
 with --full (they dominate the run time there).
 
@@ -25,6 +28,7 @@ import _harness as H
 G256_BASE = 16384
 G1024_BASE = 32768
 UPFIRDN_PAD = [2, 1, 2, 1]  # what upsample2d uses for a 4-tap filter and up=2
+UPCONV_FIR_PAD = [-1, 0, -1, 0]  # modconv's filter after a 3x3 stride-2 transposed convolution, padding 1
 
 
 def channels(res: int, channel_base: int) -> int:
@@ -38,6 +42,7 @@ class Spec:
     shape: tuple[int, int, int, int]
     case: str  # which generator block the shape comes from
     grad: bool = False
+    channels_last: bool = False
 
 
 def _feature_specs(gen: str, base: int, res: int, batch: int, ops: tuple[str, ...]) -> list[Spec]:
@@ -83,6 +88,15 @@ def specs(s: H.Settings) -> list[Spec]:
     # (c) forward + backward.
     out.append(Spec("upsample2d", (4, 128, 64, 64), "G256 r128", grad=True))
     out.append(Spec("downsample2d", (4, 128, 128, 128), "G256 r128", grad=True))
+
+    # (d) the filter after modconv's up-convolution, both layouts (channels_last is a CPU layout).
+    layouts = (False, True) if s.device.type == "cpu" else (False,)
+    for res in (64, 128, 256):
+        shape = (2, channels(res, G256_BASE), res + 1, res + 1)
+        for cl in layouts:
+            out.append(Spec("upconv_fir", shape, f"G256 r{res}" + (" channels_last" if cl else ""), channels_last=cl))
+    for cl in layouts:
+        out.append(Spec("upconv_fir", (2, 64, 257, 257), "G256 r256" + (" channels_last" if cl else ""), True, cl))
     return out
 
 
@@ -95,12 +109,16 @@ def _op_fn(ops: Any, op: str, f: torch.Tensor, impl: str) -> Callable[[torch.Ten
         return lambda x: ops.filter2d(x, f, impl=impl)
     if op == "upfirdn2d":
         return lambda x: ops.upfirdn2d(x, f, up=2, padding=UPFIRDN_PAD, impl=impl)
+    if op == "upconv_fir":
+        return lambda x: ops.upfirdn2d(x, f, padding=UPCONV_FIR_PAD, gain=4, impl=impl)
     raise ValueError(f"unknown op {op!r}")
 
 
 def _op_label(spec: Spec) -> str:
     pad = ",".join(str(p) for p in UPFIRDN_PAD)
     name = f"upfirdn2d up=2 pad=[{pad}]" if spec.op == "upfirdn2d" else spec.op
+    if spec.op == "upconv_fir":
+        name = "upfirdn2d pad=[{}] gain=4 (after up-conv)".format(",".join(str(p) for p in UPCONV_FIR_PAD))
     return f"{name} fwd+bwd" if spec.grad else name
 
 
@@ -134,6 +152,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         ref = _op_fn(ops, spec.op, f, "reference")
         nat = _op_fn(ops, spec.op, f, "native")
         x = torch.randn(spec.shape, device=s.device, dtype=s.dtype)
+        if spec.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         if spec.grad:
             with torch.no_grad():
                 gy = torch.randn_like(ref(x))

@@ -497,10 +497,63 @@ void run_nhwc(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfirdn2
   }
 }
 
+// Channels-last with a separable filter (every StyleGAN2 filter): per output row, the vertical taps combine
+// whole input rows into one row of the span the horizontal taps read (one long contiguous multiply-add), then
+// each output pixel combines that row's pixels. A 4x4 filter costs 4 + 4 multiply-adds per output value instead
+// of 16; the intermediate row stays in the thread's cache.
+template <typename T>
+void run_nhwc_separable(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfirdn2dGeom& g, int threads) {
+  const TapLists V = build_tap_lists(g.out_h, g.in_h, g.up_y, g.down_y, g.pad_y0, g.taps_h);
+  const TapLists H = build_tap_lists(g.out_w, g.in_w, g.up_x, g.down_x, g.pad_x0, g.taps_w);
+  if (H.idx.empty()) {  // no output column reads the input: all zeros
+    std::fill(y, y + g.batch * g.out_h * g.out_w * g.channels, T(0));
+    return;
+  }
+  const int lo = *std::min_element(H.idx.begin(), H.idx.end());
+  const int hi = *std::max_element(H.idx.begin(), H.idx.end()) + 1;
+  const int64_t C = g.channels, rows = g.batch * g.out_h, span = int64_t(hi - lo) * C;
+  const int64_t in_image = int64_t(g.in_h) * g.in_w * C;
+  const int team = rows * g.out_w * C < (int64_t(1) << 15) ? 1 : threads;
+#pragma omp parallel num_threads(team)
+  {
+    std::vector<T> mid(static_cast<size_t>(span));
+    std::vector<const T*> src;
+    std::vector<T> w;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t n = r / g.out_h;
+      const int oy = int(r % g.out_h);
+      src.clear();
+      w.clear();
+      for (int jv = V.start[oy]; jv < V.start[oy + 1]; ++jv) {
+        src.push_back(x + n * in_image + (int64_t(V.idx[jv]) * g.in_w + lo) * C);
+        w.push_back(taps_y[V.tap[jv]]);
+      }
+      std::fill(mid.begin(), mid.end(), T(0));
+      fused_axpy(mid.data(), int(span), src.data(), w.data(), int(src.size()));
+      T* yrow = y + r * g.out_w * C;
+      for (int ox = 0; ox < g.out_w; ++ox) {
+        src.clear();
+        w.clear();
+        for (int jh = H.start[ox]; jh < H.start[ox + 1]; ++jh) {
+          src.push_back(mid.data() + int64_t(H.idx[jh] - lo) * C);
+          w.push_back(taps_x[H.tap[jh]]);
+        }
+        T* o = yrow + int64_t(ox) * C;
+        std::fill(o, o + C, T(0));
+        fused_axpy(o, int(C), src.data(), w.data(), int(src.size()));
+      }
+    }
+  }
+}
+
 template <typename T>
 void dispatch(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfirdn2dGeom& g, int threads) {
   if (g.planes == 0 || g.out_h == 0 || g.out_w == 0) return;
-  if (g.channels_last) return run_nhwc(x, taps_y, taps_x, y, g, threads);
+  if (g.channels_last) {
+    if (g.separable) return run_nhwc_separable(x, taps_y, taps_x, y, g, threads);
+    return run_nhwc(x, taps_y, taps_x, y, g, threads);
+  }
   const char* force = std::getenv("SYNTHCORE_UPFIRDN2D_PATH");  // "rows" or "lanes": for benchmarking both
   bool lanes = g.in_w <= kLanePathMaxInWidth && g.up_x == 1 && g.planes >= 8;
   if (force) lanes = std::strcmp(force, "lanes") == 0;
