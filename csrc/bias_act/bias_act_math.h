@@ -2,6 +2,7 @@
 // Comparisons are written so that NaN propagates (NaN < 0 is false, so NaN takes the identity branch).
 #pragma once
 #include <cmath>
+#include <type_traits>
 
 #if defined(SC_CPU_VECTOR_MATH) && !defined(__CUDACC__)
 #include "common/vector_math.h"
@@ -16,6 +17,23 @@
 namespace sc {
 
 enum Act : int { kLinear = 0, kRelu, kLrelu, kTanh, kSigmoid, kElu, kSelu, kSoftplus, kSwish, kNumActs };
+
+// Calls f(std::integral_constant<int, A>{}) for the runtime activation `act` (host side), so a kernel
+// templated on the activation is instantiated for each one from a single call site.
+template <typename F>
+inline void with_act(int act, F&& f) {
+  switch (act) {
+    case kLinear: return f(std::integral_constant<int, kLinear>{});
+    case kRelu: return f(std::integral_constant<int, kRelu>{});
+    case kLrelu: return f(std::integral_constant<int, kLrelu>{});
+    case kTanh: return f(std::integral_constant<int, kTanh>{});
+    case kSigmoid: return f(std::integral_constant<int, kSigmoid>{});
+    case kElu: return f(std::integral_constant<int, kElu>{});
+    case kSelu: return f(std::integral_constant<int, kSelu>{});
+    case kSoftplus: return f(std::integral_constant<int, kSoftplus>{});
+    default: return f(std::integral_constant<int, kSwish>{});
+  }
+}
 
 constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
 constexpr double kSeluScale = 1.0507009873554804934193349852946;

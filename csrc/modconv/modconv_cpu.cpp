@@ -203,59 +203,23 @@ void scale_grad_nhwc(const T* g, const T* x, const T* s, T* gx, T* gs, int64_t n
 template <bool C, typename T>
 void epilogue_by_act(const T* t, const T* d, const T* noise, const T* bias, T* out, const ModconvEpilogueArgs& a,
                      int threads) {
-  if (a.channels_last) {
-    switch (a.act) {
-      case kLinear: return epilogue_nhwc<kLinear, C>(t, d, noise, bias, out, a, threads);
-      case kRelu: return epilogue_nhwc<kRelu, C>(t, d, noise, bias, out, a, threads);
-      case kLrelu: return epilogue_nhwc<kLrelu, C>(t, d, noise, bias, out, a, threads);
-      case kTanh: return epilogue_nhwc<kTanh, C>(t, d, noise, bias, out, a, threads);
-      case kSigmoid: return epilogue_nhwc<kSigmoid, C>(t, d, noise, bias, out, a, threads);
-      case kElu: return epilogue_nhwc<kElu, C>(t, d, noise, bias, out, a, threads);
-      case kSelu: return epilogue_nhwc<kSelu, C>(t, d, noise, bias, out, a, threads);
-      case kSoftplus: return epilogue_nhwc<kSoftplus, C>(t, d, noise, bias, out, a, threads);
-      default: return epilogue_nhwc<kSwish, C>(t, d, noise, bias, out, a, threads);
-    }
-  }
-  switch (a.act) {
-    case kLinear: return epilogue<kLinear, C>(t, d, noise, bias, out, a, threads);
-    case kRelu: return epilogue<kRelu, C>(t, d, noise, bias, out, a, threads);
-    case kLrelu: return epilogue<kLrelu, C>(t, d, noise, bias, out, a, threads);
-    case kTanh: return epilogue<kTanh, C>(t, d, noise, bias, out, a, threads);
-    case kSigmoid: return epilogue<kSigmoid, C>(t, d, noise, bias, out, a, threads);
-    case kElu: return epilogue<kElu, C>(t, d, noise, bias, out, a, threads);
-    case kSelu: return epilogue<kSelu, C>(t, d, noise, bias, out, a, threads);
-    case kSoftplus: return epilogue<kSoftplus, C>(t, d, noise, bias, out, a, threads);
-    default: return epilogue<kSwish, C>(t, d, noise, bias, out, a, threads);
-  }
+  with_act(a.act, [&](auto act) {
+    if (a.channels_last)
+      epilogue_nhwc<decltype(act)::value, C>(t, d, noise, bias, out, a, threads);
+    else
+      epilogue<decltype(act)::value, C>(t, d, noise, bias, out, a, threads);
+  });
 }
 
 template <bool C, typename T>
 void grad_by_act(const T* gy, const T* t, const T* d, const T* noise, const T* bias, T* gt, T* gd, T* gsum,
                  const ModconvEpilogueArgs& a, int threads) {
-  if (a.channels_last) {
-    switch (a.act) {
-      case kLinear: return epilogue_grad_nhwc<kLinear, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
-      case kRelu: return epilogue_grad_nhwc<kRelu, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
-      case kLrelu: return epilogue_grad_nhwc<kLrelu, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
-      case kTanh: return epilogue_grad_nhwc<kTanh, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
-      case kSigmoid: return epilogue_grad_nhwc<kSigmoid, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
-      case kElu: return epilogue_grad_nhwc<kElu, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
-      case kSelu: return epilogue_grad_nhwc<kSelu, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
-      case kSoftplus: return epilogue_grad_nhwc<kSoftplus, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
-      default: return epilogue_grad_nhwc<kSwish, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
-    }
-  }
-  switch (a.act) {
-    case kLinear: return epilogue_grad<kLinear, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
-    case kRelu: return epilogue_grad<kRelu, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
-    case kLrelu: return epilogue_grad<kLrelu, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
-    case kTanh: return epilogue_grad<kTanh, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
-    case kSigmoid: return epilogue_grad<kSigmoid, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
-    case kElu: return epilogue_grad<kElu, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
-    case kSelu: return epilogue_grad<kSelu, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
-    case kSoftplus: return epilogue_grad<kSoftplus, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
-    default: return epilogue_grad<kSwish, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
-  }
+  with_act(a.act, [&](auto act) {
+    if (a.channels_last)
+      epilogue_grad_nhwc<decltype(act)::value, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
+    else
+      epilogue_grad<decltype(act)::value, C>(gy, t, d, noise, bias, gt, gd, gsum, a, threads);
+  });
 }
 
 template <typename T>

@@ -461,14 +461,26 @@ void run_blocked(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfir
 // Channels-last: each output pixel is a weighted sum of whole input pixels (C contiguous values), so the
 // channel loop vectorises with no repacking, and the tap lists skip zero-inserted and padded samples exactly
 // as in the planar paths. Parallel over output rows.
+// What both channels-last paths share: the tap lists of every output row and column, and the work split.
+struct NhwcPlan {
+  TapLists V, H;
+  int64_t C, rows, in_image;
+  int team;
+  NhwcPlan(const Upfirdn2dGeom& g, int threads)
+      : V(build_tap_lists(g.out_h, g.in_h, g.up_y, g.down_y, g.pad_y0, g.taps_h)),
+        H(build_tap_lists(g.out_w, g.in_w, g.up_x, g.down_x, g.pad_x0, g.taps_w)),
+        C(g.channels),
+        rows(g.batch * g.out_h),
+        in_image(int64_t(g.in_h) * g.in_w * g.channels),
+        team(rows * g.out_w * C < (int64_t(1) << 15) ? 1 : threads) {}
+};
+
 template <typename T>
 void run_nhwc(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfirdn2dGeom& g, int threads) {
-  const TapLists V = build_tap_lists(g.out_h, g.in_h, g.up_y, g.down_y, g.pad_y0, g.taps_h);
-  const TapLists H = build_tap_lists(g.out_w, g.in_w, g.up_x, g.down_x, g.pad_x0, g.taps_w);
-  const int64_t C = g.channels, rows = g.batch * g.out_h;
-  const int64_t in_image = int64_t(g.in_h) * g.in_w * C;
-  const int team = rows * g.out_w * C < (int64_t(1) << 15) ? 1 : threads;
-#pragma omp parallel num_threads(team)
+  const NhwcPlan p(g, threads);
+  const TapLists &V = p.V, &H = p.H;
+  const int64_t C = p.C, rows = p.rows, in_image = p.in_image;
+#pragma omp parallel num_threads(p.team)
   {
     std::vector<const T*> src;
     std::vector<T> w;
@@ -503,18 +515,17 @@ void run_nhwc(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfirdn2
 // of 16; the intermediate row stays in the thread's cache.
 template <typename T>
 void run_nhwc_separable(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfirdn2dGeom& g, int threads) {
-  const TapLists V = build_tap_lists(g.out_h, g.in_h, g.up_y, g.down_y, g.pad_y0, g.taps_h);
-  const TapLists H = build_tap_lists(g.out_w, g.in_w, g.up_x, g.down_x, g.pad_x0, g.taps_w);
+  const NhwcPlan p(g, threads);
+  const TapLists &V = p.V, &H = p.H;
+  const int64_t C = p.C, rows = p.rows, in_image = p.in_image;
   if (H.idx.empty()) {  // no output column reads the input: all zeros
-    std::fill(y, y + g.batch * g.out_h * g.out_w * g.channels, T(0));
+    std::fill(y, y + rows * g.out_w * C, T(0));
     return;
   }
   const int lo = *std::min_element(H.idx.begin(), H.idx.end());
   const int hi = *std::max_element(H.idx.begin(), H.idx.end()) + 1;
-  const int64_t C = g.channels, rows = g.batch * g.out_h, span = int64_t(hi - lo) * C;
-  const int64_t in_image = int64_t(g.in_h) * g.in_w * C;
-  const int team = rows * g.out_w * C < (int64_t(1) << 15) ? 1 : threads;
-#pragma omp parallel num_threads(team)
+  const int64_t span = int64_t(hi - lo) * C;
+#pragma omp parallel num_threads(p.team)
   {
     std::vector<T> mid(static_cast<size_t>(span));
     std::vector<const T*> src;

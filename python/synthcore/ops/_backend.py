@@ -67,7 +67,7 @@ def activation_format(t: torch.Tensor) -> torch.memory_format:
 
 
 def to_native(t: torch.Tensor) -> Any:
-    """A DLPack capsule for a contiguous tensor; the native side validates it again."""
+    """A DLPack capsule of a dense tensor (contiguous, or channels_last on CPU); the native side validates it again."""
     return torch.utils.dlpack.to_dlpack(t.detach())
 
 
