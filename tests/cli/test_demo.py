@@ -24,6 +24,10 @@ def test_demo_end_to_end(tmp_path, capsys):
     ET.parse(out / "plots" / "stats_angles.svg")  # well-formed SVG
     report = json.loads((out / "report.json").read_text())
     assert report["langevin_min_angle_first_rad"] > 0 and report["seconds"]["total"] > 0
+    # Each step the demo runs records its own command line, not the demo's (nor the test runner's).
+    starts = [e for e in map(json.loads, (out / "run.jsonl").read_text().splitlines()) if e["event"] == "start"]
+    assert [e["argv"][0] for e in starts] == [e["command"] for e in starts] and len(starts) >= 4
+    assert all("argv" not in e["options"] for e in starts)
     # Rerun: every stage is finished, nothing changes.
     digest = SampleCollection.open(out / "samples.h5").content_digest()
     assert main(argv) == 0

@@ -73,7 +73,7 @@ def check_common(args: argparse.Namespace) -> None:
 
 def options_of(args: argparse.Namespace) -> Dict[str, Any]:
     """The parsed options as a plain dict (for the run record)."""
-    return {k: v for k, v in vars(args).items() if k not in ("run", "command")}
+    return {k: v for k, v in vars(args).items() if k not in ("run", "command", "argv")}
 
 
 def impl_of(args: argparse.Namespace) -> Optional[str]:

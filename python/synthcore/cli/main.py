@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what run.jsonl records (the demo calls main)
     if args.command is None:
         parser.print_help()
         return 2

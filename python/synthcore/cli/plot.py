@@ -88,7 +88,7 @@ def run(args) -> int:
     if not run_dir.path.is_dir():
         raise FileNotFoundError(f"no run directory {run_dir.path}")
     plots = Path(args.plots) if args.plots else run_dir.plots_dir
-    options = {k: v for k, v in vars(args).items() if k not in ("run", "command")}
+    options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "argv")}
     embeddings = None
     samples = run_dir.samples_path
     if samples.is_file():
@@ -99,7 +99,7 @@ def run(args) -> int:
         elif lacking and not args.quiet:
             print("samples.h5 has no embeddings: no similarity histograms (give --embedder to compute them)")
     try:
-        with run_dir.session("plot", options=options):
+        with run_dir.session("plot", options=options, argv=getattr(args, "argv", None)):
             run_dir.record_start()
             written = plot_run(run_dir.path, plots, args.seed, embeddings, args.max_identities)
     except RunDirLocked as exc:

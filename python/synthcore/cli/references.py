@@ -153,7 +153,7 @@ def run(args) -> int:
     run_dir = RunDir(args.outdir)
     progress = not args.quiet
     try:
-        with run_dir.session("references", options=options_of(args)):
+        with run_dir.session("references", options=options_of(args), argv=getattr(args, "argv", None)):
             run_dir.begin_stage(STAGE, force=args.force)
             if run_dir.samples_path.exists() and not args.force and not _written_by_this_stage(run_dir.samples_path):
                 raise ValueError(

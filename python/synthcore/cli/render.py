@@ -169,11 +169,11 @@ def run(args) -> int:
     if not samples.is_file():
         raise FileNotFoundError(f"no sample collection at {samples} (run synthcore references first)")
     stage = f"render_{crop_name(crop)}"
-    options = {k: v for k, v in vars(args).items() if k not in ("run", "command")}
+    options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "argv")}
     options["samples"] = str(samples)
     images_dir = run_dir.images_dir(crop_name(crop))
     try:
-        with run_dir.session("render", options=options):
+        with run_dir.session("render", options=options, argv=getattr(args, "argv", None)):
             with SampleCollection.open(samples) as coll:
                 digest = coll.content_digest()
                 info = run_dir.stage_info(stage)

@@ -139,7 +139,7 @@ def run(args) -> int:
     if not run_dir.samples_path.is_file():
         raise FileNotFoundError(f"no {run_dir.samples_path}: run synthcore references --outdir {args.outdir} first")
     try:
-        with run_dir.session("variations", options=options_of(args)):
+        with run_dir.session("variations", options=options_of(args), argv=getattr(args, "argv", None)):
             if not run_dir.is_finished("references"):
                 raise ValueError(f"the references stage of {run_dir.path} has not finished; finish it first")
             run_dir.begin_stage(STAGE, force=args.force)
