@@ -458,9 +458,6 @@ void run_blocked(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfir
   }
 }
 
-// Channels-last: each output pixel is a weighted sum of whole input pixels (C contiguous values), so the
-// channel loop vectorises with no repacking, and the tap lists skip zero-inserted and padded samples exactly
-// as in the planar paths. Parallel over output rows.
 // What both channels-last paths share: the tap lists of every output row and column, and the work split.
 struct NhwcPlan {
   TapLists V, H;
@@ -475,8 +472,12 @@ struct NhwcPlan {
         team(rows * g.out_w * C < (int64_t(1) << 15) ? 1 : threads) {}
 };
 
+// Channels-last: each output pixel is a weighted sum of whole input pixels (C contiguous values), so the
+// channel loop vectorises with no repacking, and the tap lists skip zero-inserted and padded samples exactly
+// as in the planar paths. Parallel over output rows. Used for 2-D filters; separable ones take
+// run_nhwc_separable.
 template <typename T>
-void run_nhwc(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfirdn2dGeom& g, int threads) {
+void run_nhwc(const T* x, const T* taps_x, T* y, const Upfirdn2dGeom& g, int threads) {
   const NhwcPlan p(g, threads);
   const TapLists &V = p.V, &H = p.H;
   const int64_t C = p.C, rows = p.rows, in_image = p.in_image;
@@ -497,8 +498,7 @@ void run_nhwc(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfirdn2
           const T* xrow = xn + int64_t(V.idx[jv]) * g.in_w * C;
           for (int jh = H.start[ox]; jh < H.start[ox + 1]; ++jh) {
             src.push_back(xrow + int64_t(H.idx[jh]) * C);
-            w.push_back(g.separable ? taps_y[V.tap[jv]] * taps_x[H.tap[jh]]
-                                    : taps_x[int64_t(V.tap[jv]) * g.taps_w + H.tap[jh]]);
+            w.push_back(taps_x[int64_t(V.tap[jv]) * g.taps_w + H.tap[jh]]);
           }
         }
         T* o = yrow + int64_t(ox) * C;
@@ -563,7 +563,7 @@ void dispatch(const T* x, const T* taps_y, const T* taps_x, T* y, const Upfirdn2
   if (g.planes == 0 || g.out_h == 0 || g.out_w == 0) return;
   if (g.channels_last) {
     if (g.separable) return run_nhwc_separable(x, taps_y, taps_x, y, g, threads);
-    return run_nhwc(x, taps_y, taps_x, y, g, threads);
+    return run_nhwc(x, taps_x, y, g, threads);
   }
   const char* force = std::getenv("SYNTHCORE_UPFIRDN2D_PATH");  // "rows" or "lanes": for benchmarking both
   bool lanes = g.in_w <= kLanePathMaxInWidth && g.up_x == 1 && g.planes >= 8;
