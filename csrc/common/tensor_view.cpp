@@ -165,11 +165,15 @@ void require_contiguous(const View& v) {
 
 const char* layout_name(Layout l) { return l == Layout::nchw ? "contiguous (NCHW)" : "channels_last (NHWC)"; }
 
-Layout require_dense_4d(const View& v) {
+Layout activation_layout(const View& v) {
   require_ndim(v, 4);
   if (v.is_contiguous()) return Layout::nchw;
-  if (v.is_channels_last()) return Layout::nhwc;
-  throw py::value_error(v.name + ": must be contiguous (NCHW) or channels_last (NHWC)");
+  if (!v.is_channels_last()) throw py::value_error(v.name + ": must be contiguous (NCHW) or channels_last (NHWC)");
+  if (v.device != Dev::cpu) {
+    throw py::value_error(v.name + ": channels_last tensors are supported on CPU only; pass a contiguous (NCHW) "
+                                   "tensor on " + v.device_str());
+  }
+  return Layout::nhwc;
 }
 
 void require_layout(const View& v, Layout want) {

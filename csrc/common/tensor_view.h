@@ -65,7 +65,8 @@ void require_contiguous(const View& v);
 // The two dense layouts a 4-D [N, C, H, W] activation may have. A tensor that is both (C == 1 or H * W == 1)
 // counts as NCHW.
 enum class Layout { nchw, nhwc };
-Layout require_dense_4d(const View& v);           // NCHW-contiguous or channels_last, else ValueError
+// NCHW-contiguous, or channels_last on CPU (the only device with channels-last kernels), else ValueError.
+Layout activation_layout(const View& v);
 void require_layout(const View& v, Layout want);  // v is 4-D and dense in layout `want`
 const char* layout_name(Layout l);
 void require_no_overlap(const View& out, const View& in);

@@ -44,17 +44,6 @@ void require_like(const View& v, const View& ref, Layout layout) {
   require_layout(v, layout);
 }
 
-// The layout of an activation; channels-last kernels exist on CPU only.
-Layout activation_layout(const View& v) {
-  const Layout layout = require_dense_4d(v);
-  if (layout == Layout::nhwc && v.device != Dev::cpu) {
-    throw py::value_error(v.name + ": channels_last activations are supported on CPU only; pass a contiguous "
-                                   "(NCHW) tensor on " +
-                          v.device_str());
-  }
-  return layout;
-}
-
 // Calls f(float{}) or f(double{}) for the CPU kernels' element type.
 template <typename F>
 void with_cpu_type(DType t, F&& f) {

@@ -113,7 +113,8 @@ void epilogue_nhwc(const T* t, const T* d, const T* noise, const T* bias, T* out
     const T* src = t + r * c;
     T* dst = out + r * c;
 #pragma omp simd
-    for (int64_t i = 0; i < c; ++i) dst[i] = bias_act_value<A, 0, C>(dv[i] * src[i] + nz + bv[i], T(1), alpha, gain, clamp);
+    for (int64_t i = 0; i < c; ++i)
+      dst[i] = bias_act_value<A, 0, C>(dv[i] * src[i] + nz + bv[i], T(1), alpha, gain, clamp);
   }
 }
 

@@ -86,11 +86,7 @@ void upfirdn2d(const py::object& x_obj, const py::object& f_obj, const py::objec
   require_ndim(x, 4);
   require_ndim_in(f, 1, 2);
   require_ndim(y, 4);
-  const Layout layout = require_dense_4d(x);
-  if (layout == Layout::nhwc && x.device != Dev::cpu) {
-    throw py::value_error("x: channels_last images are supported on CPU only; pass a contiguous (NCHW) tensor on " +
-                          x.device_str());
-  }
+  const Layout layout = activation_layout(x);
   require_float_dtype(x, x.device == Dev::cuda);
   require_same_dtype(x, y);
   require_same_device(x, f);

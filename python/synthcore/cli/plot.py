@@ -79,6 +79,7 @@ def _compute_embeddings(args, samples: Path):
 
 
 def run(args) -> int:
+    from synthcore.cli.identity_common import options_of
     from synthcore.dataset import RunDir, RunDirLocked, SampleCollection
     from synthcore.dataset.plots import plot_run
 
@@ -88,7 +89,7 @@ def run(args) -> int:
     if not run_dir.path.is_dir():
         raise FileNotFoundError(f"no run directory {run_dir.path}")
     plots = Path(args.plots) if args.plots else run_dir.plots_dir
-    options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "argv")}
+    options = options_of(args)
     embeddings = None
     samples = run_dir.samples_path
     if samples.is_file():

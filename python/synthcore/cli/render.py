@@ -13,6 +13,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from synthcore.cli.identity_common import options_of
+
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Appends "(default: X)" where the help does not already state the default and there is one to state."""
@@ -169,7 +171,7 @@ def run(args) -> int:
     if not samples.is_file():
         raise FileNotFoundError(f"no sample collection at {samples} (run synthcore references first)")
     stage = f"render_{crop_name(crop)}"
-    options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "argv")}
+    options = options_of(args)
     options["samples"] = str(samples)
     images_dir = run_dir.images_dir(crop_name(crop))
     try:

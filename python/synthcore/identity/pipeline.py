@@ -83,6 +83,7 @@ class FacePipeline:
         self.impl = impl
         self.input_size = int(getattr(embedder, "input_size", 112))
         self.generator_batch = generator_batch
+        self._feature_bytes = self._largest_feature_bytes()  # fixed by the architecture: once, not per call
 
     # --- facts about the generator ------------------------------------------------------------------------
 
@@ -137,7 +138,7 @@ class FacePipeline:
             return self.generator_batch
         if device.type != "cpu":
             return None
-        largest = self._largest_feature_bytes()
+        largest = self._feature_bytes
         return None if largest is None else max(1, CPU_GENERATOR_CHUNK_BYTES // largest)
 
     def _largest_feature_bytes(self) -> Optional[int]:
