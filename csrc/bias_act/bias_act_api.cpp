@@ -1,29 +1,34 @@
 #include "bias_act/bias_act_api.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 
 #include "bias_act/bias_act.h"
 #include "bias_act/bias_act_math.h"
 #include "common/cpu_features.h"
+#include "common/scalar_checks.h"
 #include "common/tensor_view.h"
 
 namespace sc {
 
 void bias_act(const py::object& x_obj, const py::object& b_obj, const py::object& m_obj, const py::object& out_obj,
-              int dim, int act, double alpha, double gain, double clamp, int order, int threads,
-              std::uintptr_t stream) {
+              int64_t dim, int64_t act, double alpha, double gain, double clamp, int64_t order,
+              int64_t threads_arg, std::uintptr_t stream) {
   Borrowed xb(x_obj, "x"), ob(out_obj, "out");
   std::unique_ptr<Borrowed> bb, mb;
   if (!b_obj.is_none()) bb = std::make_unique<Borrowed>(b_obj, "b");
   if (!m_obj.is_none()) mb = std::make_unique<Borrowed>(m_obj, "grad");
   const View &x = xb.view(), &out = ob.view();
 
-  if (act < 0 || act >= kNumActs) throw py::value_error("act: unknown activation code " + std::to_string(act));
-  if (order < 0 || order > 2) throw py::value_error("order must be 0, 1 or 2");
+  const int threads = require_threads(threads_arg);
+  require_range("act", act, 0, kNumActs - 1);
+  require_range("order", order, 0, 2);
   if (order > 0 && !mb) throw py::value_error("grad: required for derivative orders 1 and 2");
-  if (!std::isfinite(alpha) || !std::isfinite(gain)) throw py::value_error("alpha and gain must be finite");
-  if (std::isnan(clamp)) throw py::value_error("clamp must not be NaN");
+  require_finite("alpha", alpha);
+  require_finite("gain", gain);
+  require_not_nan("clamp", clamp);
+  require_range("dim", dim, 0, std::max(x.ndim - 1, 0));  // checked even without a bias: never ignored silently
   require_float_dtype(x, x.device == Dev::cuda);
   require_same_dtype(x, out);
   require_same_device(x, out);
@@ -34,11 +39,11 @@ void bias_act(const py::object& x_obj, const py::object& b_obj, const py::object
   require_no_overlap(out, x);
 
   BiasActArgs a;
-  a.act = act;
+  a.act = int(act);
   a.alpha = alpha;
   a.gain = gain;
   a.clamp = clamp;
-  a.order = order;
+  a.order = int(order);
   if (bb) {
     const View& b = bb->view();
     if (x.ndim == 0) throw py::value_error("x: a bias needs x with at least one dimension");

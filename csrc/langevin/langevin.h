@@ -14,10 +14,18 @@ struct LangevinArgs {
 };
 
 // w, F, out: [rows, dim]; w_avg: [dim] or null (then the confinement term is off). noise_only: out = xi.
-void langevin_cpu(const float* w, const float* F, const float* w_avg, float* out, const LangevinArgs& a,
-                  bool noise_only, int threads);
-void langevin_cpu(const double* w, const double* F, const double* w_avg, double* out, const LangevinArgs& a,
-                  bool noise_only, int threads);
+// CPU kernels, one copy per instruction set (see CMakeLists.txt).
+#define SC_DECLARE_LANGEVIN_CPU(ns)                                                                          \
+  namespace ns {                                                                                             \
+  void langevin_cpu(const float* w, const float* F, const float* w_avg, float* out, const LangevinArgs& a,   \
+                    bool noise_only, int threads);                                                           \
+  void langevin_cpu(const double* w, const double* F, const double* w_avg, double* out,                      \
+                    const LangevinArgs& a, bool noise_only, int threads);                                    \
+  }
+SC_DECLARE_LANGEVIN_CPU(generic)
+SC_DECLARE_LANGEVIN_CPU(avx2)
+#undef SC_DECLARE_LANGEVIN_CPU
+
 void langevin_cuda(const void* w, const void* F, const void* w_avg, void* out, int dtype, const LangevinArgs& a,
                    bool noise_only, int device, std::uintptr_t stream);
 

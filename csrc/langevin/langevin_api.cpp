@@ -1,8 +1,11 @@
 #include "langevin/langevin_api.h"
 
 #include <cmath>
+#include <limits>
 #include <memory>
 
+#include "common/cpu_features.h"
+#include "common/scalar_checks.h"
 #include "common/tensor_view.h"
 #include "langevin/langevin.h"
 
@@ -10,16 +13,20 @@ namespace sc {
 
 void langevin(const py::object& w_obj, const py::object& F_obj, const py::object& avg_obj, const py::object& out_obj,
               double dt, double mu, double k_l, double eta, uint64_t seed, int64_t step, int64_t row_offset,
-              bool noise_only, int threads, std::uintptr_t stream) {
+              bool noise_only, int64_t threads_arg, std::uintptr_t stream) {
   Borrowed ob(out_obj, "out");
   const View& out = ob.view();
   require_ndim(out, 2);
   require_float_dtype(out, false);
   require_contiguous(out);
-  if (!(std::isfinite(dt) && dt >= 0)) throw py::value_error("dt must be finite and >= 0");
-  if (!(std::isfinite(mu) && mu > 0)) throw py::value_error("mu must be finite and > 0");
-  if (!std::isfinite(k_l) || !std::isfinite(eta)) throw py::value_error("k_l and eta must be finite");
-  if (row_offset < 0 || step < 0) throw py::value_error("row_offset and step must be >= 0");
+  const int threads = require_threads(threads_arg);
+  require_finite_at_least("dt", dt, 0.0);
+  require_finite_at_least("mu", mu, 0.0, /*strict=*/true);
+  require_finite("k_l", k_l);
+  require_finite("eta", eta);
+  require_range("step", step, 0, (int64_t(1) << 32) - 1);  // the Philox counter holds 32 bits of it
+  require_range("row_offset", row_offset, 0, std::numeric_limits<int64_t>::max());
+  checked_add(row_offset, out.shape[0], "row_offset + rows");
   LangevinArgs a;
   a.rows = out.shape[0];
   a.dim = out.shape[1];
@@ -62,12 +69,18 @@ void langevin(const py::object& w_obj, const py::object& F_obj, const py::object
   if (a.rows == 0 || a.dim == 0) return;
   if (out.device == Dev::cpu) {
     py::gil_scoped_release nogil;
+    const bool avx2 = active_cpu_isa() == CpuIsa::avx2;
+    auto run = [&](auto tag) {
+      using T = decltype(tag);
+      auto c = [](const void* p) { return static_cast<const T*>(p); };
+      T* o = static_cast<T*>(out.data);
+      avx2 ? avx2::langevin_cpu(c(w), c(F), c(avg), o, a, noise_only, threads)
+           : generic::langevin_cpu(c(w), c(F), c(avg), o, a, noise_only, threads);
+    };
     if (out.dtype == DType::f32)
-      langevin_cpu(static_cast<const float*>(w), static_cast<const float*>(F), static_cast<const float*>(avg),
-                   static_cast<float*>(out.data), a, noise_only, threads);
+      run(float{});
     else
-      langevin_cpu(static_cast<const double*>(w), static_cast<const double*>(F), static_cast<const double*>(avg),
-                   static_cast<double*>(out.data), a, noise_only, threads);
+      run(double{});
     return;
   }
 #ifdef SYNTHCORE_WITH_CUDA

@@ -6,7 +6,11 @@
 #include "langevin/langevin.h"
 #include "langevin/philox.h"
 
+// Compiled once per CPU variant (generic and avx2, see CMakeLists.txt) like every CPU kernel, so the tests run it
+// under both. Both run at the same speed today: the Box-Muller transform's libm log/sin/cos keep the loop scalar
+// (benchmarks/RESULTS.md).
 namespace sc {
+namespace SYNTHCORE_ISA {
 namespace {
 
 using std::cos;
@@ -36,4 +40,5 @@ void langevin_cpu(const double* w, const double* F, const double* w_avg, double*
   run(w, F, w_avg, out, a, noise_only, threads);
 }
 
+}  // namespace SYNTHCORE_ISA
 }  // namespace sc

@@ -6,6 +6,7 @@
 
 #include "bias_act/bias_act_math.h"
 #include "common/cpu_features.h"
+#include "common/scalar_checks.h"
 #include "common/tensor_view.h"
 #include "modconv/modconv.h"
 
@@ -55,15 +56,16 @@ void with_cpu_type(DType t, F&& f) {
 
 int dtype_code(DType t) { return t == DType::f32 ? 0 : t == DType::f64 ? 1 : t == DType::f16 ? 2 : 3; }
 
-void check_act(int act, double alpha, double gain, double clamp) {
-  if (act < 0 || act >= kNumActs) throw py::value_error("act: unknown activation code " + std::to_string(act));
-  if (!std::isfinite(alpha) || !std::isfinite(gain)) throw py::value_error("alpha and gain must be finite");
-  if (std::isnan(clamp)) throw py::value_error("clamp must not be NaN");
+void check_act(int64_t act, double alpha, double gain, double clamp) {
+  require_range("act", act, 0, kNumActs - 1);
+  require_finite("alpha", alpha);
+  require_finite("gain", gain);
+  require_not_nan("clamp", clamp);
 }
 
 // Shared checks of t, d, noise, bias; fills the geometry.
-ModconvEpilogueArgs check_epilogue_inputs(const View& t, const View* d, const View* noise, const View* bias, int act,
-                                          double alpha, double gain, double clamp) {
+ModconvEpilogueArgs check_epilogue_inputs(const View& t, const View* d, const View* noise, const View* bias,
+                                          int64_t act, double alpha, double gain, double clamp) {
   check_act(act, alpha, gain, clamp);
   require_ndim(t, 4);
   require_float_dtype(t, t.device == Dev::cuda);
@@ -72,7 +74,7 @@ ModconvEpilogueArgs check_epilogue_inputs(const View& t, const View* d, const Vi
   a.n = t.shape[0];
   a.c = t.shape[1];
   a.p = t.shape[2] * t.shape[3];
-  a.act = act;
+  a.act = int(act);
   a.alpha = alpha;
   a.gain = gain;
   a.clamp = clamp;
@@ -102,8 +104,9 @@ ModconvEpilogueArgs check_epilogue_inputs(const View& t, const View* d, const Vi
 }  // namespace
 
 void modconv_epilogue(const py::object& t_obj, const py::object& d_obj, const py::object& noise_obj,
-                      const py::object& bias_obj, const py::object& out_obj, int act, double alpha, double gain,
-                      double clamp, int threads, std::uintptr_t stream) {
+                      const py::object& bias_obj, const py::object& out_obj, int64_t act, double alpha, double gain,
+                      double clamp, int64_t threads_arg, std::uintptr_t stream) {
+  const int threads = require_threads(threads_arg);
   Borrowed tb(t_obj, "t"), ob(out_obj, "out");
   Opt db = borrow_opt(d_obj, "d"), nb = borrow_opt(noise_obj, "noise"), bb = borrow_opt(bias_obj, "bias");
   const View &t = tb.view(), &out = ob.view();
@@ -139,8 +142,9 @@ void modconv_epilogue(const py::object& t_obj, const py::object& d_obj, const py
 
 void modconv_epilogue_grad(const py::object& gy_obj, const py::object& t_obj, const py::object& d_obj,
                            const py::object& noise_obj, const py::object& bias_obj, const py::object& gt_obj,
-                           const py::object& gd_obj, const py::object& gsum_obj, int act, double alpha, double gain,
-                           double clamp, int threads, std::uintptr_t stream) {
+                           const py::object& gd_obj, const py::object& gsum_obj, int64_t act, double alpha,
+                           double gain, double clamp, int64_t threads_arg, std::uintptr_t stream) {
+  const int threads = require_threads(threads_arg);
   Borrowed gyb(gy_obj, "gy"), tb(t_obj, "t"), gtb(gt_obj, "gt");
   Opt db = borrow_opt(d_obj, "d"), nb = borrow_opt(noise_obj, "noise"), bb = borrow_opt(bias_obj, "bias");
   Opt gdb = borrow_opt(gd_obj, "gd"), gsb = borrow_opt(gsum_obj, "gsum");
@@ -186,7 +190,9 @@ void modconv_epilogue_grad(const py::object& gy_obj, const py::object& t_obj, co
 }
 
 void modconv_scale_grad(const py::object& g_obj, const py::object& x_obj, const py::object& s_obj,
-                        const py::object& gx_obj, const py::object& gs_obj, int threads, std::uintptr_t stream) {
+                        const py::object& gx_obj, const py::object& gs_obj, int64_t threads_arg,
+                        std::uintptr_t stream) {
+  const int threads = require_threads(threads_arg);
   Borrowed gb(g_obj, "g"), xb(x_obj, "x"), sb(s_obj, "s");
   Opt gxb = borrow_opt(gx_obj, "gx"), gsb = borrow_opt(gs_obj, "gs");
   const View &g = gb.view(), &x = xb.view(), &s = sb.view();

@@ -1,11 +1,13 @@
 #include "pairwise/pairwise_api.h"
 
 #include <array>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "common/cpu_features.h"
+#include "common/scalar_checks.h"
 #include "common/tensor_view.h"
 #include "pairwise/pairwise.h"
 
@@ -60,24 +62,37 @@ PairAcc accumulators(Holder& h, const py::tuple& t, const char* side, int64_t ne
 
 int64_t pairwise_epilogue(const py::object& S_obj, const py::object& q_sq_obj, const py::object& k_sq_obj,
                           const py::object& q_group_obj, const py::object& k_group_obj, const py::tuple& acc_rows,
-                          const py::object& acc_cols, int64_t row0, int64_t col0, int metric, double r0, double k,
-                          double r_count, double scale, bool exclude_self, int64_t query_offset, bool symmetric, bool same_rows,
-                          int threads, std::uintptr_t stream) {
+                          const py::object& acc_cols, int64_t row0, int64_t col0, int64_t metric, double r0, double k,
+                          double r_count, double scale, bool exclude_self, int64_t query_offset, bool symmetric,
+                          bool same_rows, int64_t threads_arg, std::uintptr_t stream) {
+  const int threads = require_threads(threads_arg);
+  require_range("metric", metric, kAngle, kL2);
+  require_finite_at_least("r0", r0, 0.0);
+  require_finite_at_least("k", k, 0.0);
+  require_finite_at_least("r_count", r_count, 0.0);
+  require_finite_at_least("scale", scale, 0.0, /*strict=*/true);
+  if (scale > 1.0) throw py::value_error("scale must be <= 1 (it keeps arccos finite), got " + std::to_string(scale));
+  constexpr int64_t kMaxIndex = std::numeric_limits<int64_t>::max();
+  require_range("row0", row0, 0, kMaxIndex);
+  require_range("col0", col0, 0, kMaxIndex);
+  require_range("query_offset", query_offset, 0, kMaxIndex);
   Holder h;
   const View& S = take(h, S_obj, "S");
   require_ndim(S, 2);
   if (S.dtype != DType::f32) throw py::type_error("S: the pairwise kernels take float32");
   if (S.ndim == 2 && S.strides[1] != 1) throw py::value_error("S: rows must be contiguous");
-  if (metric != kAngle && metric != kL2) throw py::value_error("metric must be 0 (angle) or 1 (l2)");
-  if (row0 < 0 || col0 < 0) throw py::value_error("row0 and col0 must be >= 0");
   if (S.shape[1] >= (int64_t(1) << 31)) throw py::value_error("S: tiles must have fewer than 2^31 columns");
+  // Global row and column indices (and a row's own key, row + query_offset) must not wrap.
+  const int64_t row_end = checked_add(row0, S.shape[0], "row0 + rows");
+  const int64_t col_end = checked_add(col0, S.shape[1], "col0 + columns");
+  checked_add(row_end, query_offset, "row0 + rows + query_offset");
   PairTile t;
   t.rows = S.shape[0];
   t.cols = S.shape[1];
   t.ld = S.strides[0];
   t.row0 = row0;
   t.col0 = col0;
-  t.metric = metric;
+  t.metric = int(metric);
   t.r0 = r0;
   t.k = k;
   t.r_count = r_count;
@@ -91,21 +106,21 @@ int64_t pairwise_epilogue(const py::object& S_obj, const py::object& q_sq_obj, c
   const float* k_sq = nullptr;
   if (metric == kL2) {
     if (q_sq_obj.is_none() || k_sq_obj.is_none()) throw py::value_error("l2 metric needs q_sq and k_sq");
-    q_sq = static_cast<const float*>(accumulator(h, q_sq_obj, "q_sq", DType::f32, row0 + t.rows, S));
-    k_sq = static_cast<const float*>(accumulator(h, k_sq_obj, "k_sq", DType::f32, col0 + t.cols, S));
+    q_sq = static_cast<const float*>(accumulator(h, q_sq_obj, "q_sq", DType::f32, row_end, S));
+    k_sq = static_cast<const float*>(accumulator(h, k_sq_obj, "k_sq", DType::f32, col_end, S));
   }
   const int64_t* q_group = nullptr;
   const int64_t* k_group = nullptr;
   if (!q_group_obj.is_none() || !k_group_obj.is_none()) {
     if (q_group_obj.is_none() || k_group_obj.is_none()) throw py::value_error("groups need both q_group and k_group");
-    q_group = static_cast<const int64_t*>(accumulator(h, q_group_obj, "q_group", DType::i64, row0 + t.rows, S));
-    k_group = static_cast<const int64_t*>(accumulator(h, k_group_obj, "k_group", DType::i64, col0 + t.cols, S));
+    q_group = static_cast<const int64_t*>(accumulator(h, q_group_obj, "q_group", DType::i64, row_end, S));
+    k_group = static_cast<const int64_t*>(accumulator(h, k_group_obj, "k_group", DType::i64, col_end, S));
   }
-  const PairAcc rows = accumulators(h, acc_rows, "acc_rows", row0 + t.rows, S);
+  const PairAcc rows = accumulators(h, acc_rows, "acc_rows", row_end, S);
   PairAcc cols;
   if (symmetric) {
     if (acc_cols.is_none()) throw py::value_error("symmetric tiles need acc_cols");
-    cols = accumulators(h, py::reinterpret_borrow<py::tuple>(acc_cols), "acc_cols", col0 + t.cols, S);
+    cols = accumulators(h, py::reinterpret_borrow<py::tuple>(acc_cols), "acc_cols", col_end, S);
   }
   if (t.rows == 0 || t.cols == 0) return 0;
 
@@ -127,7 +142,8 @@ int64_t pairwise_epilogue(const py::object& S_obj, const py::object& q_sq_obj, c
 }
 
 void pairwise_sparse_accumulate(const py::object& A_obj, const py::object& K_obj, const py::object& Q_obj,
-                                const py::object& Fr_obj, const py::object& Fc_obj, int threads) {
+                                const py::object& Fr_obj, const py::object& Fc_obj, int64_t threads_arg) {
+  const int threads = require_threads(threads_arg);
   Holder h;
   const View& A = take(h, A_obj, "A");
   const View& K = take(h, K_obj, "K");

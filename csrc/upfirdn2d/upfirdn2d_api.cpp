@@ -2,21 +2,43 @@
 // (flip, gain, separability) and dispatches to the CPU variant or the CUDA kernel.
 #include "upfirdn2d/upfirdn2d_api.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "common/cpu_features.h"
+#include "common/scalar_checks.h"
 #include "common/tensor_view.h"
 #include "upfirdn2d/upfirdn2d.h"
+#include "upfirdn2d/upfirdn2d_dense.h"
 
 namespace sc {
 namespace {
 
-constexpr int64_t kMaxSide = int64_t(1) << 30;  // keeps every index inside int32 arithmetic
+// Every side, upsampled side, padding and padded span is at most this: the kernels index in int32, and
+// X = o * down + tap - pad0 stays below 2^31.
+constexpr int64_t kMaxSide = int64_t(1) << 30;
 
-int64_t output_size(int64_t in, int up, int down, int pad0, int pad1, int taps) {
-  return (in * up + pad0 + pad1 - taps + down) / down;  // floor division; numerator checked >= down below
+int64_t output_size(int64_t span, int64_t down, int64_t taps) {
+  return (span - taps) / down + 1;  // span >= taps checked before
+}
+
+// The fast kernels keep rows of the padded, upsampled span and polyphase accumulators of about out_w + up_x
+// samples. Around a tiny image with huge paddings or factors those dwarf the caller's input and output (gigabytes
+// for a few outputs); such geometries take the literal path, whose memory is constant.
+bool disproportionate(const Upfirdn2dGeom& g) {
+  const int64_t budget = 8 * (int64_t(g.in_w) + g.out_w) + 4096;
+  const int64_t span_w = int64_t(g.in_w) * g.up_x + g.pad_x0 + g.pad_x1;
+  return span_w > budget || int64_t(g.up_x) > budget;
+}
+
+template <typename T>
+bool all_finite(const std::vector<T>& v) {
+  for (T t : v)
+    if (!std::isfinite(double(t))) return false;
+  return true;
 }
 
 // Taps in correlation order with gain folded in: taps[a] = f[n-1-a] (true convolution) or f[a] (flip_filter).
@@ -52,14 +74,26 @@ template <typename T>
 void run_cpu(const View& x, const View& f, const View& y, Upfirdn2dGeom g, bool flip, double gain, int threads) {
   const T* fp = static_cast<const T*>(f.data);
   std::vector<T> ty, tx;
+  const T* xp = static_cast<const T*>(x.data);
+  T* yp = static_cast<T*>(y.data);
+  // An empty image has no samples: the output is zeros whatever the filter holds (the reference's definition).
+  if (g.in_h == 0 || g.in_w == 0) {
+    std::fill(yp, yp + y.numel(), T(0));
+    return;
+  }
   if (f.ndim == 1) {
     const double s = std::sqrt(gain);
     ty = oriented(fp, g.taps_h, flip, s);
     tx = oriented(fp, g.taps_w, flip, s);
     g.separable = true;
+    if (!all_finite(tx) || disproportionate(g)) return upfirdn2d_dense_cpu(xp, ty.data(), tx.data(), yp, g);
   } else {
     // 2-D: flip both axes by flipping the flattened array.
     std::vector<T> t2 = oriented(fp, g.taps_h * g.taps_w, flip, gain);
+    if (!all_finite(t2)) {  // NaN / inf taps: neither the rank-one split nor skipping zeros keeps them
+      g.separable = false;
+      return upfirdn2d_dense_cpu(xp, nullptr, t2.data(), yp, g);
+    }
     if (g.taps_h > 1 && g.taps_w > 1 && split_rank_one(t2, g.taps_h, g.taps_w, ty, tx)) {
       g.separable = true;
     } else {
@@ -67,8 +101,7 @@ void run_cpu(const View& x, const View& f, const View& y, Upfirdn2dGeom g, bool 
       g.separable = false;
     }
   }
-  const T* xp = static_cast<const T*>(x.data);
-  T* yp = static_cast<T*>(y.data);
+  if (disproportionate(g)) return upfirdn2d_dense_cpu(xp, g.separable ? ty.data() : nullptr, tx.data(), yp, g);
   if (active_cpu_isa() == CpuIsa::avx2)
     avx2::upfirdn2d_cpu(xp, g.separable ? ty.data() : nullptr, tx.data(), yp, g, threads);
   else
@@ -77,12 +110,24 @@ void run_cpu(const View& x, const View& f, const View& y, Upfirdn2dGeom g, bool 
 
 }  // namespace
 
-void upfirdn2d(const py::object& x_obj, const py::object& f_obj, const py::object& y_obj, int up_x, int up_y,
-               int down_x, int down_y, int pad_x0, int pad_x1, int pad_y0, int pad_y1, bool flip, double gain,
-               int threads, std::uintptr_t stream) {
+void upfirdn2d(const py::object& x_obj, const py::object& f_obj, const py::object& y_obj, int64_t up_x,
+               int64_t up_y, int64_t down_x, int64_t down_y, int64_t pad_x0, int64_t pad_x1, int64_t pad_y0,
+               int64_t pad_y1, bool flip, double gain, int64_t threads_arg, std::uintptr_t stream) {
   Borrowed xb(x_obj, "x"), fb(f_obj, "f"), yb(y_obj, "y");
   const View &x = xb.view(), &f = fb.view(), &y = yb.view();
 
+  const int threads = require_threads(threads_arg);
+  // Factors may be any int32: what bounds them is the upsampled size below (an empty axis takes any factor).
+  constexpr int64_t kMaxFactor = std::numeric_limits<int32_t>::max();
+  require_range("up_x", up_x, 1, kMaxFactor);
+  require_range("up_y", up_y, 1, kMaxFactor);
+  require_range("down_x", down_x, 1, kMaxFactor);
+  require_range("down_y", down_y, 1, kMaxFactor);
+  require_range("pad_x0", pad_x0, -kMaxSide, kMaxSide);
+  require_range("pad_x1", pad_x1, -kMaxSide, kMaxSide);
+  require_range("pad_y0", pad_y0, -kMaxSide, kMaxSide);
+  require_range("pad_y1", pad_y1, -kMaxSide, kMaxSide);
+  require_finite("gain", gain);
   require_ndim(x, 4);
   require_ndim_in(f, 1, 2);
   require_ndim(y, 4);
@@ -100,52 +145,55 @@ void upfirdn2d(const py::object& x_obj, const py::object& f_obj, const py::objec
     throw py::type_error(std::string("f: filter dtype must be ") + dtype_name(want_f) + " for x of dtype " +
                          dtype_name(x.dtype) + ", got " + dtype_name(f.dtype));
   }
-  if (up_x < 1 || up_y < 1 || down_x < 1 || down_y < 1) {
-    throw py::value_error("up and down factors must be >= 1");
-  }
   if (f.numel() == 0) throw py::value_error("f: filter is empty");
-  if (!std::isfinite(gain)) throw py::value_error("gain must be finite");
   for (int i = 0; i < f.ndim; ++i)
     if (f.shape[i] > 1024) throw py::value_error("f: filters larger than 1024 taps per axis are not supported");
 
   Upfirdn2dGeom g;
-  g.planes = x.shape[0] * x.shape[1];
+  g.planes = checked_mul(x.shape[0], x.shape[1], "x: batch * channels");
   g.channels_last = layout == Layout::nhwc;
   g.batch = x.shape[0];
   g.channels = x.shape[1];
   g.taps_h = int(f.ndim == 2 ? f.shape[0] : f.shape[0]);
   g.taps_w = int(f.ndim == 2 ? f.shape[1] : f.shape[0]);
   const int64_t in_h = x.shape[2], in_w = x.shape[3];
-  if (in_h > kMaxSide || in_w > kMaxSide) throw py::value_error("x: spatial size too large");
-  const int64_t lim = kMaxSide;
-  for (int64_t p : {int64_t(pad_x0), int64_t(pad_x1), int64_t(pad_y0), int64_t(pad_y1)})
-    if (p > lim || p < -lim) throw py::value_error("padding too large");
-  const int64_t span_w = in_w * up_x + pad_x0 + pad_x1, span_h = in_h * up_y + pad_y0 + pad_y1;
+  if (in_h > kMaxSide || in_w > kMaxSide) throw py::value_error("x: spatial size exceeds 2^30 samples per axis");
+  // In 64 bits: sides are at most 2^30 and factors 2^31, so the products and sums below cannot wrap.
+  const int64_t up_w = in_w * up_x, up_h = in_h * up_y;
+  if (up_w > kMaxSide || up_h > kMaxSide) {
+    throw py::value_error("x: upsampled size " + std::to_string(up_h) + "x" + std::to_string(up_w) +
+                          " exceeds 2^30 samples per axis");
+  }
+  const int64_t span_w = up_w + pad_x0 + pad_x1, span_h = up_h + pad_y0 + pad_y1;
   if (span_w > kMaxSide || span_h > kMaxSide) {
     throw py::value_error("padded size exceeds the supported 2^30 samples per axis");
   }
   if (span_w < g.taps_w || span_h < g.taps_h) {
     throw py::value_error("padding leaves a padded image smaller than the filter: the output would be empty");
   }
-  const int64_t out_h = output_size(in_h, up_y, down_y, pad_y0, pad_y1, g.taps_h);
-  const int64_t out_w = output_size(in_w, up_x, down_x, pad_x0, pad_x1, g.taps_w);
+  const int64_t out_h = output_size(span_h, down_y, g.taps_h);
+  const int64_t out_w = output_size(span_w, down_x, g.taps_w);
   require_dim(y, 0, x.shape[0], "batch of x");
   require_dim(y, 1, x.shape[1], "channels of x");
   require_dim(y, 2, out_h, "output height");
   require_dim(y, 3, out_w, "output width");
+  // One output along an axis reads from position 0 whatever the step, so the step is irrelevant there; taking 1
+  // keeps the kernels' phase arithmetic small for a huge factor.
+  if (out_w == 1) down_x = 1;
+  if (out_h == 1) down_y = 1;
 
   g.in_h = int(in_h);
   g.in_w = int(in_w);
   g.out_h = int(out_h);
   g.out_w = int(out_w);
-  g.up_x = up_x;
-  g.up_y = up_y;
-  g.down_x = down_x;
-  g.down_y = down_y;
-  g.pad_x0 = pad_x0;
-  g.pad_x1 = pad_x1;
-  g.pad_y0 = pad_y0;
-  g.pad_y1 = pad_y1;
+  g.up_x = int(up_x);
+  g.up_y = int(up_y);
+  g.down_x = int(down_x);
+  g.down_y = int(down_y);
+  g.pad_x0 = int(pad_x0);
+  g.pad_x1 = int(pad_x1);
+  g.pad_y0 = int(pad_y0);
+  g.pad_y1 = int(pad_y1);
   if (y.numel() == 0) return;
 
   if (x.device == Dev::cpu) {

@@ -89,3 +89,24 @@ def test_errors_are_reported(tmp_path, checkpoint, capsys):
     assert main(args) == 1
     assert "not a readable PyTorch file" in capsys.readouterr().err
     assert not list(tmp_path.glob(".o.h5.*"))  # no temporary files left behind
+
+
+def test_a_failed_write_keeps_the_old_output_and_leaves_no_temp(tmp_path, checkpoint, capsys, monkeypatch):
+    _images(tmp_path / "imgs", [112])
+    out = tmp_path / "emb.h5"
+    args = ["embed", "--embedder", str(checkpoint), "--images", str(tmp_path / "imgs"), "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    old = out.read_bytes()
+    real = h5py.Group.create_dataset
+
+    def fail_on_paths(self, name, *a, **kw):  # the embeddings are written, then writing the paths fails
+        if name == "path":
+            raise OSError("disk full")
+        return real(self, name, *a, **kw)
+
+    monkeypatch.setattr(h5py.Group, "create_dataset", fail_on_paths)
+    assert main(args + ["--overwrite"]) == 1
+    assert capsys.readouterr().err == "synthcore embed: error: disk full\n"
+    monkeypatch.undo()
+    assert out.read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.h5", "imgs"]  # no temporary file left

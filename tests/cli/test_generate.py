@@ -34,7 +34,7 @@ def test_generate_matches_official_gen_images(tmp_path, capsys, name):
     ref = arrays(name)
     out = tmp_path / "out"
     assert main(["generate", "--network", str(pkl(name)), "--seeds", "0-3", "--class", "1",
-                 "--outdir", str(out), "--batch", "3"]) == 0  # fmt: skip
+                 "--outdir", str(out), "--batch", "3", "--device", "cpu"]) == 0  # fmt: skip
     assert "wrote 4 images" in capsys.readouterr().out
     want = ref["gen_img_uint8_nhwc"]
     for i, seed in enumerate(ref["gen_seeds"]):
@@ -57,8 +57,9 @@ def test_generate_matches_official_gen_images(tmp_path, capsys, name):
 def test_batch_size_does_not_change_latents_and_truncation_is_recorded(tmp_path):
     net = str(pkl("sg2ada_r32_uncond_fp16"))
     for batch in ("1", "8"):
-        args = ["generate", "--network", net, "--seeds", "7,3-4", "--trunc", "0.6", "--trunc-cutoff", "2",
-                "--outdir", str(tmp_path / batch), "--batch", batch, "--quiet", "--impl", "reference"]  # fmt: skip
+        args = ["generate", "--network", net, "--seeds", "7,3-4", "--trunc", "0.6", "--trunc-cutoff", "2", "--device",
+                "cpu", "--outdir", str(tmp_path / batch), "--batch", batch, "--quiet", "--impl",
+                "reference"]  # fmt: skip
         assert main(args) == 0
     a, b = np.load(tmp_path / "1" / "latents.npz"), np.load(tmp_path / "8" / "latents.npz")
     assert a["seeds"].tolist() == [7, 3, 4]

@@ -1,10 +1,11 @@
 """``synthcore plot`` end to end on a small run directory."""
 
-import math
 import xml.etree.ElementTree as ET
 
 import numpy as np
+import pytest
 
+from synthcore import imageio
 from synthcore.cli.main import main
 from synthcore.dataset import RunDir, SampleCollection, write_stats
 
@@ -20,23 +21,36 @@ def _run(tmp_path):
     return rd
 
 
-def test_plot_writes_svgs_and_summary(tmp_path, capsys):
+def test_plot_writes_pngs_and_summary(tmp_path, capsys):
     rd = _run(tmp_path)
     assert main(["plot", "--outdir", str(rd)]) == 0
     out = capsys.readouterr().out
     assert "inter-identity cosine" in out and "over 6 pairs" in out and "intra-identity cosine" in out
-    svgs = sorted(p.name for p in (rd / "plots").glob("*.svg"))
-    assert svgs == ["similarity.svg", "similarity_inter.svg", "similarity_intra.svg", "stats_angles.svg"]
-    for name in svgs:
-        root = ET.parse(rd / "plots" / name).getroot()
-        assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    pngs = sorted(p.name for p in (rd / "plots").glob("*.png"))
+    assert pngs == ["similarity.png", "similarity_inter.png", "similarity_intra.png", "stats_angles.png"]
+    for name in pngs:
+        px = imageio.read_png(rd / "plots" / name)  # a PNG Pillow decodes, of a readable size
+        assert px.shape[0] >= 600 and px.shape[1] >= 1000
+    assert not list((rd / "plots").glob("*.svg"))
     assert RunDir(rd).records()[-1]["status"] == "ok"
-    # The plot of the minimum angle: its line rises from left to right (y grows downwards in SVG).
+
+
+def test_plot_format_svg_and_pdf(tmp_path, capsys):
+    rd = _run(tmp_path)
+    assert main(["plot", "--outdir", str(rd), "--format", "svg", "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
     root = ET.parse(rd / "plots" / "stats_angles.svg").getroot()
-    first = root.find("{http://www.w3.org/2000/svg}polyline").get("points").split()
-    ys = [float(p.split(",")[1]) for p in first]
-    assert all(b < a for a, b in zip(ys, ys[1:]))
-    assert math.isfinite(ys[0])
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    # The plot of the minimum angle: one line per statistic, labelled in the legend.
+    texts = {"".join(t.itertext()).strip() for t in root.iter("{http://www.w3.org/2000/svg}text")}
+    assert {"dist_min", "dist_avg", "dist_max", "iteration"} <= texts
+    assert main(["plot", "--outdir", str(rd), "--format", "pdf", "--plots", str(tmp_path / "pdf"), "--quiet"]) == 0
+    assert sorted(p.suffix for p in (tmp_path / "pdf").iterdir()) == [".json"] + [".pdf"] * 4
+    assert (tmp_path / "pdf" / "similarity.pdf").read_bytes().startswith(b"%PDF")
+    with pytest.raises(SystemExit) as exc:  # argparse refuses it
+        main(["plot", "--outdir", str(rd), "--format", "gif"])
+    assert exc.value.code == 2
+    assert "--format" in capsys.readouterr().err
 
 
 def test_plot_while_locked_and_errors(tmp_path, capsys):
@@ -45,7 +59,7 @@ def test_plot_while_locked_and_errors(tmp_path, capsys):
     try:
         assert main(["plot", "--outdir", str(rd), "--plots", str(tmp_path / "p"), "--quiet"]) == 0
         assert "unrecorded" in capsys.readouterr().err
-        assert (tmp_path / "p" / "stats_angles.svg").is_file()
+        assert (tmp_path / "p" / "stats_angles.png").is_file()
     finally:
         holder.unlock()
     empty = tmp_path / "empty"

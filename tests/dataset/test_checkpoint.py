@@ -90,3 +90,22 @@ def test_unsupported_state(tmp_path):
     with pytest.raises(ValueError, match="non-negative"):
         save_checkpoint(tmp_path, -1, {})
     assert list_checkpoints(tmp_path) == []
+
+
+def test_a_failed_write_keeps_the_old_checkpoint_and_leaves_no_temp(tmp_path, monkeypatch):
+    import h5py
+
+    path = save_checkpoint(tmp_path, 3, _state(3))
+    old = path.read_bytes()
+    real = h5py.Group.create_dataset
+
+    def fail_later(self, name, *args, **kwargs):  # the file is half written when this raises
+        if name == "1":
+            raise OSError("disk full")
+        return real(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(h5py.Group, "create_dataset", fail_later)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tmp_path, 3, _state(4))
+    assert path.read_bytes() == old
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]

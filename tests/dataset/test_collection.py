@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 import textwrap
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from synthcore.dataset import SampleCollection, check_label, sha256_file
-from synthcore.dataset.collection import FORMAT
+from synthcore.dataset import RunDir, SampleCollection, StageFinished, check_label, sha256_file
+from synthcore.dataset.collection import FORMAT, DamagedCollectionError
 from tests.conftest import subprocess_env
 
 from .conftest import fill
@@ -200,3 +201,122 @@ def test_merge_shards(tmp_path):
         c.append(50, "reference", w=np.zeros((1, 4), np.float32))
     with pytest.raises(ValueError, match="columns"):
         merge_collections([parts[0], tmp_path / "other.h5"], tmp_path / "bad.h5")
+
+
+# --- integrity: truncation and flipped bits are reported, naming the file and how to rebuild it -----------------
+
+ROWS = 600
+
+
+def _written(tmp_path):
+    """A closed collection with distinctive bytes to damage: w rows, unique labels, an options text."""
+    path = tmp_path / "samples.h5"
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((ROWS, 16)).astype(np.float32)
+    labels = [f"sample_{i:04d}" for i in range(ROWS)]
+    with SampleCollection.create(path, w_dim=16, embedding_dim=4, options={"note": "original options"}) as c:
+        c.append(np.arange(ROWS) // 10, labels, w=w, embedding=np.ones((ROWS, 4), np.float32))
+    return path, w, labels
+
+
+def _flip(path, at, bit=0):
+    data = bytearray(path.read_bytes())
+    data[at] ^= 1 << bit
+    path.write_bytes(bytes(data))
+
+
+def test_untouched_file_verifies(tmp_path):
+    path, w, labels = _written(tmp_path)
+    with SampleCollection.open(path) as c:
+        assert c.verifiable
+        c.verify()
+        data = c.read()
+        assert np.array_equal(data["w"], w) and data["label"].tolist() == labels
+        assert "label_crc32" not in c.columns  # the checksum column is internal
+
+
+def test_truncated_file_is_reported(tmp_path):
+    path, _, _ = _written(tmp_path)
+    good = path.read_bytes()
+    for cut in (len(good) - 1, len(good) // 2, 4096):
+        path.write_bytes(good[:cut])
+        with pytest.raises(DamagedCollectionError, match=r"samples\.h5: damaged: .*truncated.*--force"):
+            SampleCollection.open(path)
+
+
+def test_flipped_bit_in_a_data_chunk_is_reported(tmp_path):
+    path, w, _ = _written(tmp_path)
+    at = path.read_bytes().find(w[321].tobytes())
+    assert at > 0
+    _flip(path, at + 5, bit=3)
+    with SampleCollection.open(path) as c:  # metadata intact: opens
+        assert c.read(columns=["identity"])["identity"].size == ROWS  # other columns still read
+        with pytest.raises(DamagedCollectionError, match=r"samples\.h5: damaged: column 'w', rows 0\.\.600.*--force"):
+            c.read()
+        with pytest.raises(DamagedCollectionError, match="column 'w'"):
+            c.verify()
+        with pytest.raises(DamagedCollectionError):
+            c.content_digest()
+
+
+def test_flipped_bit_in_a_label_is_reported(tmp_path):
+    path, _, _ = _written(tmp_path)
+    data = path.read_bytes()
+    assert data.count(b"sample_0123") == 1
+    _flip(path, data.find(b"sample_0123") + 10, bit=2)  # '3' -> '7': still a valid, plausible label
+    with SampleCollection.open(path) as c:
+        with pytest.raises(DamagedCollectionError, match=r"label\(s\) do not match their checksum .*sample_0127"):
+            c.read(columns=["label"])
+        with pytest.raises(DamagedCollectionError):
+            c.verify()
+
+
+def test_flipped_bit_in_an_attribute_is_reported(tmp_path):
+    path, _, _ = _written(tmp_path)
+    data = path.read_bytes()
+    _flip(path, data.find(b"original options") + 2)  # text attributes live in HDF5's unchecked global heap
+    with pytest.raises(DamagedCollectionError, match=r"samples\.h5: damaged: its attributes .*--force"):
+        SampleCollection.open(path)
+    # num_rows and the dataset shapes sit in checksummed object headers: every copy of 600 in the file is caught.
+    where = [m.start() for m in re.finditer(re.escape(np.int64(ROWS).tobytes()), data)]
+    assert where
+    for at in where:
+        path.write_bytes(data)
+        _flip(path, at, bit=1)
+        with pytest.raises(DamagedCollectionError, match="HDF5 metadata unreadable|HDF5 cannot open"):
+            SampleCollection.open(path)
+
+
+def test_files_without_checksums_still_open(tmp_path):
+    """Collections written before checksums existed are read unverified."""
+    path, w, labels = _written(tmp_path)
+    with h5py.File(path, "r+") as f:
+        del f.attrs["attrs_sha256"]
+        del f["label_crc32"]
+    with SampleCollection.open(path, "a") as c:
+        assert not c.verifiable
+        c.append(999, "late", w=np.zeros((1, 16), np.float32), embedding=np.zeros((1, 4), np.float32))
+    with SampleCollection.open(path) as c:
+        assert c.read()["label"].tolist() == labels + ["late"]
+
+
+def test_rerun_of_a_finished_stage_reports_a_damaged_samples_file(tmp_path):
+    """The rerun used to say "nothing to do" over a truncated samples.h5; now it names the file and the fix."""
+    run = RunDir(tmp_path)
+    with run.session("references"):
+        run.begin_stage("references")
+        with SampleCollection.create(run.samples_path, w_dim=3) as c:
+            c.append([0, 1], "reference", w=np.zeros((2, 3), np.float32))
+        run.finish_stage("references")
+    with run.session("references"), pytest.raises(StageFinished):
+        run.begin_stage("references")  # intact: nothing to do
+    good = run.samples_path.read_bytes()
+    run.samples_path.write_bytes(good[: len(good) // 2])
+    with run.session("references"), pytest.raises(ValueError) as err:
+        run.begin_stage("references")
+    msg = str(err.value)
+    assert "samples.h5 is damaged" in msg and "truncated" in msg
+    assert f"synthcore references --outdir {tmp_path} --force" in msg
+    run.samples_path.unlink()
+    with run.session("references"), pytest.raises(ValueError, match="samples.h5 is missing; rebuild it"):
+        run.begin_stage("references")

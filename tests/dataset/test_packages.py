@@ -70,3 +70,19 @@ def test_export_refuses_overwrite(tmp_path):
     with SampleCollection.open(tmp_path / "s.h5") as c:
         with pytest.raises(FileExistsError):
             export_package(c, tmp_path / "p.h5", progress=False)
+
+
+def test_a_failed_export_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    with SampleCollection.create(tmp_path / "s.h5", w_dim=2, embedding_dim=2) as c:
+        fill(c, identities=2, variations=1)
+    with SampleCollection.open(tmp_path / "s.h5") as c:
+        export_package(c, tmp_path / "p.h5", progress=False)
+    old = (tmp_path / "p.h5").read_bytes()
+    # "a b" and "a_b" map to the same package name: the export fails after writing part of the file.
+    with SampleCollection.create(tmp_path / "t.h5", w_dim=2, embedding_dim=2) as c:
+        c.append([0, 0, 0], ["reference", "a b", "a_b"], w=np.zeros((3, 2)), embedding=np.ones((3, 2)))
+    with SampleCollection.open(tmp_path / "t.h5") as c:
+        with pytest.raises(ValueError, match="same package name"):
+            export_package(c, tmp_path / "p.h5", overwrite=True, progress=False)
+    assert (tmp_path / "p.h5").read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.h5", "s.h5", "t.h5"]

@@ -139,3 +139,47 @@ def test_real_generator(tmp_path):
         render_collection(c, G, tmp_path / "img", crop="arcface", batch=3, progress=False)
     want = _expected(G, w, "arcface")
     assert np.array_equal(read_png(tmp_path / "img" / "00001" / "augmentation_0.png"), want[3])
+
+
+def _temporaries(folder):
+    return [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_failed_writes_keep_the_old_image_and_zip_and_leave_no_temp(tmp_path, generator, monkeypatch):
+    from synthcore import fileio
+
+    with SampleCollection.create(tmp_path / "s.h5", w_dim=6, embedding_dim=2) as c:
+        fill(c, identities=2, variations=0)
+    out = tmp_path / "images_full"
+    with SampleCollection.open(tmp_path / "s.h5") as c:
+        render_collection(c, generator, out, crop=None, progress=False)
+        zip_path = write_dataset_zip(out, tmp_path / "d.zip", c)
+    png = out / "00001" / "reference.png"
+    old_png, old_zip = png.read_bytes(), zip_path.read_bytes()
+
+    # An image write fails after its bytes are written, before the rename.
+    def fail(path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fileio, "_follow_umask", fail)
+    with SampleCollection.open(tmp_path / "s.h5") as c:
+        with pytest.raises(OSError, match="disk full"):
+            render_collection(c, StandInGenerator(seed=1), out, crop=None, overwrite=True, progress=False)
+    monkeypatch.undo()
+    assert png.read_bytes() == old_png and _temporaries(out) == []
+
+    # The archive fails half-way through its entries.
+    calls = []
+    real = zipfile.ZipFile.writestr
+
+    def fail_second(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("read error")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", fail_second)
+    with SampleCollection.open(tmp_path / "s.h5") as c:
+        with pytest.raises(OSError, match="read error"):
+            write_dataset_zip(out, zip_path, c)
+    assert zip_path.read_bytes() == old_zip and _temporaries(tmp_path) == []

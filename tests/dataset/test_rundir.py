@@ -121,3 +121,25 @@ def test_refusal_is_immediate(tmp_path):
     finally:
         p.kill()
         p.wait()
+
+
+def test_a_failed_stage_marker_write_keeps_the_old_markers_and_leaves_no_temp(tmp_path, monkeypatch):
+    from synthcore import fileio
+
+    run = RunDir(tmp_path / "run")
+    with run.session("references", options={}):
+        run.begin_stage("references")
+        run.finish_stage("references", {"identities": 3})
+    stages = (run.path / "stages.json").read_bytes()
+
+    def fail(path):
+        raise OSError("disk full")
+
+    with run.session("variations", options={}):
+        run.begin_stage("variations")
+        monkeypatch.setattr(fileio, "_follow_umask", fail)
+        with pytest.raises(OSError, match="disk full"):
+            run.finish_stage("variations", {})
+        monkeypatch.undo()
+    assert (run.path / "stages.json").read_bytes() == stages
+    assert [p.name for p in run.path.iterdir() if p.name.endswith(".tmp")] == []

@@ -50,3 +50,17 @@ def test_write_stats_replaces_atomically(tmp_path):
     with pytest.raises(ValueError, match="bad statistic"):
         write_stats(path, [{"iteration": 1.0}])
     assert read_stats(path)["a"].tolist() == [2.0, 2.0]  # the failed write left the file as it was
+
+
+def test_a_failed_write_keeps_the_old_stats_and_leaves_no_temp(tmp_path, monkeypatch):
+    path = tmp_path / "stats.h5"
+    write_stats(path, [{"dist_min": 0.5}])
+
+    def fail(self, rows, iterations=None):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(StatsFile, "extend", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_stats(path, [{"dist_min": 0.7}, {"dist_min": 0.8}])
+    assert read_stats(path)["dist_min"].tolist() == [0.5]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stats.h5"]

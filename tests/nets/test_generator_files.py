@@ -1,5 +1,10 @@
 """synthcore's generator format (.pt / .safetensors) and the load_generator entry point."""
 
+import json
+import random
+import struct
+import time
+
 import pytest
 import torch
 
@@ -57,6 +62,7 @@ def test_wrong_files_give_clear_errors(tmp_path):
     obj = torch.load(path, weights_only=True)
     del obj["state_dict"]["synthesis.b4.const"]
     obj["state_dict"]["mapping.fc0.weight"] = torch.zeros(2, 2)
+    del obj["content_sha256"]  # an edited file without a hash: its structure is still checked
     torch.save(obj, path)
     with pytest.raises(GeneratorFileError, match=r"missing.*synthesis\.b4\.const.*wrong shape.*mapping\.fc0"):
         load_generator(path)
@@ -72,3 +78,82 @@ def test_wrong_files_give_clear_errors(tmp_path):
         load_generator(junk)
     with pytest.raises(FileNotFoundError):
         load_generator(tmp_path / "absent.pkl")
+
+
+def _small_generator() -> Generator:
+    kwargs = {"channel_base": 64, "channel_max": 8, "mapping_kwargs": {"num_layers": 1}}
+    return Generator(z_dim=8, w_dim=8, img_resolution=8, **kwargs)
+
+
+@pytest.mark.parametrize("ext", ["pt", "safetensors"])
+def test_damaged_weights_are_reported(tmp_path, ext):
+    """A flipped bit inside the weight bytes (which still parse) is caught by the stored content hash."""
+    G = _small_generator()
+    path = tmp_path / f"g.{ext}"
+    save_generator(G, path, metadata={"source": "g16.pkl"})
+    load_generator(path)  # untouched: loads
+    good = path.read_bytes()
+    weights = [v for k, v in G.state_dict().items() if v.numel() >= 64]
+    rng = random.Random(0)
+    for t in weights[:6]:
+        raw = t.detach().contiguous().numpy().tobytes()
+        at = good.find(raw)
+        assert at > 0
+        for _ in range(3):
+            bad = bytearray(good)
+            bad[at + rng.randrange(len(raw))] ^= 1 << rng.randrange(8)
+            path.write_bytes(bytes(bad))
+            with pytest.raises(GeneratorFileError, match=rf"g\.{ext}: damaged: .*synthcore convert"):
+                load_generator(path)
+
+
+def test_damaged_metadata_and_config_are_reported(tmp_path):
+    G = _small_generator()
+    path = tmp_path / "g.safetensors"
+    save_generator(G, path, metadata={"source": "g16.pkl"})
+    good = path.read_bytes()
+    for old, new in ((b"g16.pkl", b"g17.pkl"), (b'\\"w_dim\\": 8', b'\\"w_dim\\": 9')):
+        assert good.count(old) == 1, old
+        path.write_bytes(good.replace(old, new))
+        with pytest.raises(GeneratorFileError, match="damaged"):
+            load_generator(path)
+
+
+def test_files_without_a_hash_still_load(tmp_path):
+    """Files written before synthcore stored content hashes are read unverified."""
+    G = _small_generator()
+    path = tmp_path / "g.pt"
+    save_generator(G, path)
+    obj = torch.load(path, weights_only=True)
+    assert len(obj.pop("content_sha256")) == 64
+    torch.save(obj, path)
+    G2 = load_generator(path)
+    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G2.state_dict().values()))
+
+
+def test_content_digest_does_not_depend_on_the_container(tmp_path):
+    G = _small_generator()
+    save_generator(G, tmp_path / "g.pt")
+    save_generator(G, tmp_path / "g.safetensors")
+    pt = torch.load(tmp_path / "g.pt", weights_only=True)["content_sha256"]
+    with open(tmp_path / "g.safetensors", "rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        st = json.loads(fh.read(n))["__metadata__"]["content_sha256"]
+    assert pt == st
+
+
+def test_pt_file_with_shared_nested_config_is_refused_quickly(tmp_path):
+    """A .pt whose config repeats one list by reference 2**30 times is refused before anything walks it."""
+    G = _small_generator()
+    path = tmp_path / "g.pt"
+    save_generator(G, path)
+    obj = torch.load(path, weights_only=True)
+    x = [0]
+    for _ in range(30):
+        x = [x, x]
+    obj["config"]["mapping_kwargs"]["lr_multiplier"] = x
+    torch.save(obj, path)
+    t0 = time.perf_counter()
+    with pytest.raises(GeneratorFileError, match=r"g\.pt: shared containers expand"):
+        load_generator(path)
+    assert time.perf_counter() - t0 < 5

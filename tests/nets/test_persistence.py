@@ -18,6 +18,7 @@ from synthcore.nets.persistence import (
 )
 from synthcore.nets.snapshot import load_network_pickle
 from synthcore.nets.stylegan2 import Generator
+from tests.nets import hostile_snapshots as H
 from tests.nets.sg2_data import MODELS, layout, pkl
 
 PLACEHOLDER = b"# source text omitted from this test file; a loader must never execute this field\n"
@@ -212,3 +213,137 @@ def test_numpy_object_arrays_are_refused():
     blob = pickle.dumps({"arr": np.array([1, "x"], dtype=object)}, protocol=4)
     with pytest.raises(UnsafePickleError):
         loads_snapshot(blob)
+
+
+# --- hostile files: work and memory bounded by what the file really holds ------------------------------------------
+
+
+def _nested_pairs(depth: int) -> list:
+    """A list doubled ``depth`` times by reference: a few bytes pickled, 2**depth leaves when walked naively."""
+    x = [0]
+    for _ in range(depth):
+        x = [x, x]
+    return x
+
+
+def _stride0_generator(path, resolution: int = 1024) -> int:
+    """A complete generator record (official class and tensor names) whose every tensor is a stride-0 view of one
+    stored float: 13 KB on disk, 33 million values once a reader materialises the views."""
+    cfg = {"z_dim": 512, "c_dim": 0, "w_dim": 512, "img_resolution": resolution, "img_channels": 3,
+           "mapping_kwargs": {}, "synthesis_kwargs": {"channel_base": 32768, "channel_max": 512}}  # fmt: skip
+    with torch.device("meta"):
+        G = Generator(**cfg, init=False)
+    one = H.Storage(torch.ones(1))
+    rec = H.record_tree(G, lambda name, t: H.View(one, tuple(t.shape), (0,) * t.ndim), init_kwargs=G.config)
+    H.write_snapshot(path, {"G_ema": rec, "G": rec})
+    return sum(t.numel() for t in G.state_dict().values())
+
+
+def test_hostile_files_are_refused_within_1s_and_100mb(tmp_path):
+    """The files of issue 14.1, each loaded in a fresh interpreter: refused with a reason, fast, without memory.
+    (Before: the stride-0 file loaded as a generator of ones, adding 132 MB; the shared lists ran for minutes.)"""
+    files = {"stride0.pkl": "stride-0", "shared25.pkl": "expand to over", "shared26.pkl": "expand to over",
+             "deep.pkl": "nested more than"}  # fmt: skip
+    assert _stride0_generator(tmp_path / "stride0.pkl") > 30_000_000
+    assert (tmp_path / "stride0.pkl").stat().st_size < 20_000
+    for depth in (25, 26):
+        blob = pickle.dumps({"G_ema": None, "training_set_kwargs": {"x": _nested_pairs(depth)}}, protocol=4)
+        assert len(blob) < 250
+        (tmp_path / f"shared{depth}.pkl").write_bytes(blob)
+    depth = 10_000  # pickle's own writer cannot even write this (recursion), so it is assembled by opcodes
+    (tmp_path / "deep.pkl").write_bytes(
+        H.opcodes(
+            pickle.EMPTY_DICT, H.text("x"), pickle.EMPTY_LIST * depth, pickle.APPEND * (depth - 1), pickle.SETITEM
+        )  # fmt: skip
+    )
+    results = H.measure_loads([tmp_path / name for name in files], how="generator")
+    for (name, reason), res in zip(files.items(), results):
+        assert res["error"] is not None and res["error"].startswith("SnapshotError"), (name, res)
+        assert name in res["error"] and reason in res["error"], (name, res)
+        # CPU time: on a shared test machine the wall clock also counts other processes' turns.
+        assert res["cpu_seconds"] < 1.0 and res["seconds"] < 10, (name, res)
+        assert res["grown_mb"] < 100, (name, res)
+
+
+def test_overlapping_views_of_one_storage_are_refused(tmp_path):
+    storage = H.Storage(torch.arange(12.0))
+    cases = {
+        "interleaved": {"t": H.View(storage, (3, 4), (1, 1))},  # rows overlap: element 1 is (0, 1) and (1, 0)
+        "two views": {"a": H.View(storage, (12,), (1,)), "b": H.View(storage, (6,), (2,))},
+        "stride 0": {"t": H.View(storage, (5, 2), (0, 1))},
+    }
+    for what, data in cases.items():
+        path = tmp_path / f"{what.replace(' ', '_')}.pkl"
+        H.write_snapshot(path, data)
+        with pytest.raises(SnapshotError, match=rf"{path.name}: .*(overlapping|more than once)"):
+            read_snapshot(path)
+    # What real files hold still loads: disjoint views of one storage, size-1 dimensions with any stride,
+    # transposed and empty views.
+    fine = {"a": H.View(storage, (2, 3), (3, 1)), "b": H.View(storage, (3, 2), (1, 3), offset=6),
+            "c": H.View(storage, (1, 0), (0, 0))}  # fmt: skip
+    H.write_snapshot(tmp_path / "fine.pkl", fine)
+    out = read_snapshot(tmp_path / "fine.pkl")
+    assert out["a"].tolist() == [[0, 1, 2], [3, 4, 5]] and out["b"].tolist() == [[6, 9], [7, 10], [8, 11]]
+    assert out["c"].shape == (1, 0)
+
+
+def test_tensor_referenced_over_and_over_is_refused(tmp_path):
+    t = torch.zeros(100_000)
+    path = tmp_path / "refs.pkl"
+    H.write_snapshot(path, {"x": [t] * 3})  # the same tensor three times: fine
+    assert len(read_snapshot(path)["x"]) == 3
+    H.write_snapshot(path, {"x": [[t] * 4] * 4})  # 16 references to 100k elements stored once
+    with pytest.raises(SnapshotError, match="referenced so often"):
+        read_snapshot(path)
+
+
+def test_hash_bomb_key_and_cycle_are_refused():
+    """A tuple doubled 60 times as a dict key would make the dict hash 2**60 leaves (forever): refused before
+    hashing. A list that holds itself is refused instead of recursing."""
+    bomb = H.opcodes(
+        pickle.EMPTY_DICT, H.text("x"), pickle.EMPTY_DICT, H.text("k"), (pickle.DUP + pickle.TUPLE2) * 60,
+        pickle.NONE, pickle.SETITEM, pickle.SETITEM,
+    )  # fmt: skip
+    with pytest.raises(SnapshotError, match="dictionary key is a tuple"):
+        loads_snapshot(bomb, "bomb.pkl")
+    doubled = H.text("k") + (pickle.DUP + pickle.TUPLE2) * 60
+    for name, args in (
+        (b"builtins\nset\n", pickle.EMPTY_LIST + doubled + pickle.APPEND),  # set([bomb])
+        (b"dnnlib.util\nEasyDict\n", pickle.EMPTY_LIST + doubled + pickle.NONE + pickle.TUPLE2 + pickle.APPEND),
+    ):  # the second is EasyDict([(bomb, None)])
+        blob = H.opcodes(pickle.EMPTY_DICT, H.text("x"), pickle.GLOBAL + name, args, pickle.TUPLE1, pickle.REDUCE,
+                         pickle.SETITEM)  # fmt: skip
+        with pytest.raises(SnapshotError, match="set item is a tuple|EasyDict called with arguments"):
+            loads_snapshot(blob, "bomb.pkl")
+    cycle = H.opcodes(pickle.EMPTY_DICT, H.text("x"), pickle.EMPTY_LIST, pickle.MEMOIZE, pickle.BINGET + b"\x00",
+                      pickle.APPEND, pickle.SETITEM)  # fmt: skip
+    with pytest.raises(SnapshotError, match="cycle.pkl: a list contains itself"):
+        loads_snapshot(cycle, "cycle.pkl")
+
+
+def test_build_on_a_record_or_tensor_is_refused(tmp_path):
+    """BUILD (set an object's state) is only used on numpy dtypes; on a record, tensor or list it is refused."""
+    path = tmp_path / "build.pkl"
+    for target, what in ((PersistentRecord("Generator", {}), "PersistentRecord"), (torch.ones(2), "Tensor")):
+        H.write_snapshot(path, {"G": H.WithState(target, {"class_name": "x"})})
+        with pytest.raises(SnapshotError, match=f"build.pkl: a BUILD opcode sets the state of a {what}"):
+            read_snapshot(path)
+    state = pickle.EMPTY_DICT + H.text("x") + pickle.NONE + pickle.SETITEM  # {'x': None}
+    blob = H.opcodes(pickle.EMPTY_DICT, H.text("t"), pickle.EMPTY_LIST, state, pickle.BUILD, pickle.SETITEM)
+    with pytest.raises(SnapshotError, match="BUILD opcode sets the state of a list"):
+        loads_snapshot(blob, "build.pkl")
+
+
+def test_shared_containers_are_converted_once():
+    """Shared (memoised) containers stay shared after loading instead of being copied per reference."""
+    inner = {"a": [1, 2]}
+    out = loads_snapshot(pickle.dumps({"x": [inner, inner], "y": (inner,)}, protocol=4))
+    assert out["x"][0] is out["x"][1] is out["y"][0] and out["x"][0] == {"a": [1, 2]}
+
+
+def test_record_tables_need_text_names(tmp_path):
+    """A tensor or child named by a number (a damaged file) is one clear error, not a failed sort later on."""
+    path = tmp_path / "names.pkl"
+    H.write_snapshot(path, {"G_ema": PersistentRecord("Generator", {"_parameters": {1: torch.ones(2)}})})
+    with pytest.raises(SnapshotError, match=r"names\.pkl: Generator record: _parameters has a name that is not text"):
+        read_snapshot(path)

@@ -31,12 +31,40 @@ def test_torch_compile_forward_and_backward(backend):
 
 
 def test_opcheck():
-    """torch.library's own consistency checks: schema, fake kernel, autograd registration."""
+    """torch.library's own consistency checks (schema, fake kernel, autograd registration) for every op outside
+    modconv (tests/ops/test_modconv.py has its own), the backward ops included. upfirdn2d's backward is upfirdn2d
+    itself, with the factors swapped."""
     x = torch.randn(2, 3, 6, 5, requires_grad=True)
     b = torch.randn(3, requires_grad=True)
+    g = torch.randn(2, 3, 6, 5, requires_grad=True)
     torch.library.opcheck(torch.ops.synthcore.upfirdn2d.default, (x, F4, [2, 2], [1, 1], [2, 1, 2, 1], False, 4.0))
+    torch.library.opcheck(torch.ops.synthcore.upfirdn2d.default, (x, F4, [1, 1], [2, 2], [1, 1, 1, 1], True, 1.0))
+    x_nhwc = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    torch.library.opcheck(torch.ops.synthcore.upfirdn2d.default, (x_nhwc, F4, [1, 1], [1, 1], [2, 1, 2, 1], False, 1.0))
     torch.library.opcheck(torch.ops.synthcore.bias_act.default, (x, b, 1, 2, 0.2, 1.41, 256.0))
     torch.library.opcheck(torch.ops.synthcore.bias_act.default, (x, None, 0, 8, 0.0, 1.0, -1.0))
+    for act in (2, 3, 8):  # lrelu, tanh, swish: first derivatives (themselves differentiable once more)
+        torch.library.opcheck(torch.ops.synthcore.bias_act_grad.default, (g, x, b, 1, act, 0.2, 1.3, 2.0, 1))
+    # The second derivative is differentiable in its incoming gradient only (no third order).
+    torch.library.opcheck(
+        torch.ops.synthcore.bias_act_grad.default, (g, x.detach(), b.detach(), 1, 3, 0.0, 1.3, 2.0, 2)
+    )
+
+
+def test_opcheck_identity_ops():
+    """The pairwise and Langevin ops return their own gradients / updates and are not differentiable: schema and
+    fake kernel checks (inputs without requires_grad)."""
+    q, keys = torch.randn(7, 4), torch.randn(5, 4)
+    groups_q, groups_k = torch.tensor([0, 0, 1, 1, 2, 2, 2]), torch.tensor([0, 1, 1, 2, 2])
+    torch.library.opcheck(torch.ops.synthcore.pairwise.default, (q, None, None, None, 0, 1.4, 1.0, 1.4, True, 0,
+                                                                 True, 2048))  # fmt: skip
+    torch.library.opcheck(torch.ops.synthcore.pairwise.default, (q, keys, groups_q, groups_k, 1, 2.0, 0.5, 1.0,
+                                                                 False, 0, True, 3))  # fmt: skip
+    w, force, avg = torch.randn(6, 8), torch.randn(6, 8), torch.randn(8)
+    torch.library.opcheck(torch.ops.synthcore.langevin_update.default, (w, force, avg, 0.1, 1.0, 0.1, 0.01,
+                                                                        str(2**63 + 5), 3, 0))  # fmt: skip
+    torch.library.opcheck(torch.ops.synthcore.langevin_update.default, (w, force, None, 0.0, 2.0, 0.0, 0.5, "7",
+                                                                        0, 11))  # fmt: skip
 
 
 def test_identity_ops_compile():

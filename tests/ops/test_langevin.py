@@ -9,12 +9,31 @@ from tests.conftest import cuda_only
 
 
 @pytest.mark.parametrize("rows,dim,offset", [(7, 13, 0), (5, 512, 123456789012), (1, 1, 3)])
-def test_noise_matches_reference(rows, dim, offset):
+def test_noise_matches_reference(rows, dim, offset, cpu_isa):
     a = ops.langevin_noise(rows, dim, seed=2**40 + 5, step=3, row_offset=offset, impl="native")
     b = langevin_noise_reference(rows, dim, seed=2**40 + 5, step=3, row_offset=offset)
     torch.testing.assert_close(a, b, atol=2e-6, rtol=2e-6)
     d = ops.langevin_noise(rows, dim, seed=7, step=3, row_offset=offset, dtype=torch.float64, impl="native")
     torch.testing.assert_close(d, langevin_noise_reference(rows, dim, 7, 3, offset, torch.float64))
+
+
+def test_both_cpu_variants_draw_the_same_noise():
+    """The Langevin kernel is compiled for both instruction sets; both give the same normals (the noise is a pure
+    function of seed, step, row and column, whatever the machine)."""
+    from synthcore._native import native_module
+
+    mod = native_module()
+    draws = []
+    try:
+        for isa in ("generic", "avx2"):
+            try:
+                mod.set_cpu_isa(isa)
+            except ValueError:
+                pytest.skip(f"CPU does not support {isa}")
+            draws.append(ops.langevin_noise(300, 33, seed=5, step=7, row_offset=2, dtype=torch.float64, impl="native"))
+    finally:
+        mod.set_cpu_isa("auto")
+    torch.testing.assert_close(draws[0], draws[1], atol=1e-12, rtol=1e-12)
 
 
 def test_noise_is_independent_of_batch_split_and_threads():
@@ -41,7 +60,7 @@ def test_noise_is_standard_normal_and_keyed():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_update_matches_reference(dtype):
+def test_update_matches_reference(dtype, cpu_isa):
     g = torch.Generator().manual_seed(0)
     w, F, avg = (torch.randn(s, generator=g, dtype=dtype) for s in ((50, 17), (50, 17), (17,)))
     kw = dict(dt=0.1, mu=1.3, k_l=0.2, eta=0.05, seed=3, step=4, row_offset=10)

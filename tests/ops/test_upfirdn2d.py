@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from synthcore import ops
+from synthcore._native import native_module
+from synthcore.ops._backend import to_native
 from tests.conftest import cuda_only
 
 TOL = dict(atol=1e-4, rtol=1e-4)  # the test data README's suggested float32 tolerance
@@ -278,6 +280,59 @@ def test_empty_noncontiguous_and_nan(impl):
     y = ops.filter2d(x, F4, impl=impl)
     assert torch.isnan(y[0, 0, 3:6, 3:6]).all()  # NaN spreads over the filter's footprint, not beyond
     assert not torch.isnan(y[0, 1]).any() and not torch.isnan(y[1]).any()
+
+
+F4_1D = torch.tensor([1.0, 3.0, 3.0, 1.0]) / 8
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("kind", ["2d-rank-one", "2d", "1d"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_non_finite_filter_taps_give_what_the_reference_gives(bad, kind, channels_last, cpu_isa):
+    """A NaN or infinite tap meets the zero-inserted and padded samples too (0 * inf = NaN): the rank-one split
+    and the zero-skipping kernels dropped it (native 9.0, reference NaN)."""
+    f = {"2d-rank-one": torch.outer(F4_1D, F4_1D), "2d": torch.rand(3, 4, generator=torch.Generator().manual_seed(1)),
+         "1d": F4_1D.clone()}[kind].clone()  # fmt: skip
+    f.view(-1)[1] = bad
+    x = torch.randn(2, 3, 5, 6)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    geometries = [([1, 1], [1, 1], [1, 1, 1, 1]), ([2, 2], [1, 1], [2, 1, 2, 1]), ([1, 1], [2, 2], [1, 1, 1, 1]),
+                  ([2, 1], [1, 2], [3, -1, 0, 2])]  # fmt: skip
+    for up, down, pad in geometries:
+        nat = ops.upfirdn2d(x, f, up=up, down=down, padding=pad, impl="native")
+        ref = ops.upfirdn2d(x, f, up=up, down=down, padding=pad, impl="reference")
+        assert torch.equal(torch.isnan(nat), torch.isnan(ref)), (kind, up, down, pad)
+        assert torch.equal(nat[~torch.isnan(nat)], ref[~torch.isnan(ref)]), (kind, up, down, pad)
+
+
+def test_huge_factor_on_an_empty_axis_matches_the_reference():
+    """Width 0 with up = 2^31 - 1 raised std::bad_alloc natively; the reference returns zeros."""
+    x = torch.randn(1, 2, 3, 0)
+    kw = dict(up=[2**31 - 1, 1], padding=[3, 1, 1, 1])
+    ref = ops.upfirdn2d(x, F4, impl="reference", **kw)
+    torch.testing.assert_close(ops.upfirdn2d(x, F4, impl="native", **kw), ref)
+    assert ref.shape == (1, 2, 2, 1)
+
+
+def test_native_scalar_arguments_are_validated():
+    """Every scalar of the raw entry point is checked before a kernel runs, with a ValueError naming it; sizes are
+    computed in 64 bits (a wrapped size would be an out-of-bounds write)."""
+    m = native_module()
+    x, f, y = torch.randn(1, 1, 4, 4), torch.ones(2, 2), torch.empty(1, 1, 3, 3)
+
+    def call(up_x=1, up_y=1, down_x=1, down_y=1, pads=(0, 0, 0, 0), gain=1.0, threads=1):
+        m.upfirdn2d(to_native(x), to_native(f), to_native(y), up_x, up_y, down_x, down_y, *pads, False, gain, threads)
+
+    call()
+    for kwargs, name in ((dict(up_x=0), "up_x"), (dict(up_y=-3), "up_y"), (dict(down_x=2**31), "down_x"),
+                         (dict(down_y=-(2**40)), "down_y"), (dict(pads=(2**40, 0, 0, 0)), "pad_x0"),
+                         (dict(pads=(0, 0, 0, -(2**31))), "pad_y1"), (dict(gain=float("nan")), "gain"),
+                         (dict(threads=0), "threads")):  # fmt: skip
+        with pytest.raises(ValueError, match=name):
+            call(**kwargs)
+    with pytest.raises(ValueError, match="upsampled size"):  # 4 * 2^29 = 2^31 samples: would wrap in int32
+        call(up_x=2**29)
 
 
 def test_float64_native():

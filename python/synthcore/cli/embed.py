@@ -7,24 +7,31 @@ naming the embedder (path, SHA-256, architecture, channel order), the crop and t
 
 import argparse
 import datetime
-import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
 
+from synthcore.cli.toolkit import (
+    UserError,
+    add_command,
+    add_device_option,
+    check_at_least,
+    crop_of,
+    model_file,
+    resolve_device,
+)
+
 FORMAT = "synthcore.embeddings/1"
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "embed",
-        help="embed a folder of PNG images with a face-recognition network (HDF5 output)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = add_command(sub, "embed", help="embed a folder of PNG images with a face-recognition network (HDF5 output)")
+    p.add_argument(
+        "--embedder",
+        required=True,
+        help="checkpoint (insightface .pth, AdaFace .ckpt, evoLVe .pth, ...) or an installed model's name",
     )
-    p.add_argument("--embedder", required=True, help="checkpoint: insightface .pth, AdaFace .ckpt, evoLVe .pth, ...")
     p.add_argument("--images", required=True, help="folder of .png images (searched recursively)")
     p.add_argument("--out", required=True, help="HDF5 file to write")
     p.add_argument(
@@ -40,28 +47,21 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--channel-order", choices=["RGB", "BGR"], default=None, help="override the family's default")
     p.add_argument("--flip", action="store_true", help="add the feature of the mirrored image (flip fusion)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=32, help="images per forward pass")
+    # The old spelling, kept working for existing scripts but no longer shown.
+    p.add_argument("--batch-size", dest="batch", type=int, help=argparse.SUPPRESS)
+    add_device_option(p)
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
 
 def list_images(folder: Path) -> List[Path]:
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
+        raise UserError(f"--images {folder}: no such folder")
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".png" and p.is_file())
     if not paths:
-        raise ValueError(f"no .png images under {folder}")
+        raise UserError(f"--images {folder}: no .png images under it")
     return paths
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _embed_batch(paths: List[Path], root: Path, embedder, crop, flip: bool, device) -> np.ndarray:
@@ -79,7 +79,7 @@ def _embed_batch(paths: List[Path], root: Path, embedder, crop, flip: bool, devi
     for shape, idx in groups.items():
         if crop is None and shape[:2] != (embedder.input_size, embedder.input_size):
             rel = paths[idx[0]].relative_to(root)
-            raise ValueError(
+            raise UserError(
                 f"{rel} is {shape[1]}x{shape[0]}, but {embedder.spec.name} takes {embedder.input_size}x"
                 f"{embedder.input_size} aligned crops: pass --crop (e.g. --crop arcface for FFHQ-aligned images)"
             )
@@ -93,43 +93,35 @@ def _embed_batch(paths: List[Path], root: Path, embedder, crop, flip: bool, devi
 def _write_h5(path: Path, embeddings, rel_paths: List[str], attrs: dict) -> None:
     import h5py
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("embedding", data=embeddings)
-            f.create_dataset("path", data=rel_paths, dtype=h5py.string_dtype("utf-8"))
-            f.attrs.update(attrs)
-        os.replace(tmp, path)  # readers never see a half-written file
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from synthcore.fileio import atomic_path
+
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("embedding", data=embeddings)
+        f.create_dataset("path", data=rel_paths, dtype=h5py.string_dtype("utf-8"))
+        f.attrs.update(attrs)
 
 
 def run(args) -> int:
     from synthcore import __version__
-    from synthcore.align import CROP_PRESETS
+    from synthcore.fileio import sha256_file
     from synthcore.nets.embedders import load_embedder
     from synthcore.progress import Progress
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
-        raise ValueError(f"{out} exists; pass --overwrite to replace it")
-    if args.batch_size < 1:
-        raise ValueError("--batch-size must be at least 1")
-    if args.crop != "none" and args.crop not in CROP_PRESETS:
-        raise ValueError(f"unknown --crop {args.crop!r}; choose none or one of {', '.join(CROP_PRESETS)}")
+        raise UserError(f"--out {out} exists; pass --overwrite to replace it")
+    check_at_least("--batch", args.batch, 1)
+    crop = crop_of(args.crop)
+    device = resolve_device(args.device)
     root = Path(args.images)
     paths = list_images(root)
-    ckpt = Path(args.embedder)
-    embedder = load_embedder(ckpt, arch=args.arch, channel_order=args.channel_order, device=args.device)
-    crop = None if args.crop == "none" else args.crop
+    ckpt = model_file("--embedder", args.embedder)
+    embedder = load_embedder(ckpt, arch=args.arch, channel_order=args.channel_order, device=device)
     chunks = []
     with Progress(len(paths), "embed", enabled=not args.quiet) as bar:
-        for start in range(0, len(paths), args.batch_size):
-            batch = paths[start : start + args.batch_size]
-            chunks.append(_embed_batch(batch, root, embedder, crop, args.flip, args.device))
+        for start in range(0, len(paths), args.batch):
+            batch = paths[start : start + args.batch]
+            chunks.append(_embed_batch(batch, root, embedder, crop, args.flip, device))
             bar.update(len(batch))
     embeddings = np.concatenate(chunks)
     attrs = {
@@ -137,7 +129,7 @@ def run(args) -> int:
         "synthcore_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "embedder_path": str(ckpt.resolve()),
-        "embedder_sha256": sha256(ckpt),
+        "embedder_sha256": sha256_file(ckpt),
         "arch": embedder.spec.name,
         "family": embedder.spec.family,
         "channel_order": embedder.channel_order,

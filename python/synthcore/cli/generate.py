@@ -8,14 +8,26 @@ and ``meta_json`` with the truncation settings; :func:`ws_from_latents` rebuilds
 from). One w per image rather than ``num_ws`` keeps the file 2 * log2(R) - 2 times smaller for large runs.
 """
 
-import argparse
 import datetime
 import io
 import json
+import math
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
+
+from synthcore.cli.toolkit import (
+    UserError,
+    add_command,
+    add_device_option,
+    add_impl_option,
+    check_at_least,
+    finite_float,
+    impl_of,
+    model_file,
+    resolve_device,
+)
 
 MAX_SEED = 2**32 - 1  # numpy RandomState seeds are 32-bit
 
@@ -27,7 +39,7 @@ def parse_seeds(text: str) -> List[int]:
     for part in text.split(","):
         part = part.strip()
         if not part:
-            raise ValueError(f"--seeds {text!r}: empty entry")
+            raise UserError(f"--seeds {text!r}: empty entry")
         lo_hi = part.split("-")
         try:
             if len(lo_hi) == 1:
@@ -37,11 +49,11 @@ def parse_seeds(text: str) -> List[int]:
             else:
                 raise ValueError
         except ValueError:
-            raise ValueError(f"--seeds: {part!r} is neither a seed nor a range like 0-9") from None
+            raise UserError(f"--seeds: {part!r} is neither a seed nor a range like 0-9") from None
         if hi < lo:
-            raise ValueError(f"--seeds: range {part!r} runs backwards")
+            raise UserError(f"--seeds: range {part!r} runs backwards")
         if lo < 0 or hi > MAX_SEED:
-            raise ValueError(f"--seeds: seeds must lie in 0..{MAX_SEED}, got {part!r}")
+            raise UserError(f"--seeds: seeds must lie in 0..{MAX_SEED}, got {part!r}")
         for s in range(lo, hi + 1):
             if s not in seen:
                 seen.add(s)
@@ -51,9 +63,12 @@ def parse_seeds(text: str) -> List[int]:
 
 def parse_label(text: str) -> List[float]:
     try:
-        return [float(v) for v in text.split(",")]
+        values = [float(v) for v in text.split(",")]
     except ValueError:
-        raise ValueError(f"--label {text!r}: expected comma-separated numbers") from None
+        raise UserError(f"--label {text!r}: expected comma-separated numbers") from None
+    if not all(math.isfinite(v) for v in values):
+        raise UserError(f"--label {text!r}: values must be finite numbers")
+    return values
 
 
 def ws_from_latents(latents) -> np.ndarray:
@@ -70,15 +85,19 @@ def ws_from_latents(latents) -> np.ndarray:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "generate",
         help="generate images from a StyleGAN2 network for a list of seeds",
         description="Generate seed%04d.png images (and latents.npz) from a StyleGAN2 generator.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--network", required=True, help="official .pkl snapshot or synthcore .pt / .safetensors file")
+    p.add_argument(
+        "--network",
+        required=True,
+        help="official .pkl snapshot, synthcore .pt / .safetensors file, or an installed model's name",
+    )
     p.add_argument("--seeds", required=True, help="seeds and inclusive ranges, e.g. 0-9,20")
-    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (1: none)")
+    p.add_argument("--trunc", type=finite_float, default=1.0, help="truncation psi (1: none)")
     p.add_argument("--trunc-cutoff", type=int, default=None, help="truncate only the first N ws (None: all)")
     lab = p.add_mutually_exclusive_group()
     lab.add_argument("--class", dest="class_idx", type=int, default=None, help="class index (conditional networks)")
@@ -90,11 +109,9 @@ def add_parser(sub) -> None:
     p.add_argument("--outdir", required=True, help="folder for the images (created if needed)")
     p.add_argument("--latents", default=None, help="where to write the latents (None: OUTDIR/latents.npz)")
     p.add_argument("--batch", type=int, default=16, help="images per generator call")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:k]")
-    p.add_argument("--impl", choices=["auto", "native", "reference"], default="auto",
-                   help="op implementation (auto: native where built)")  # fmt: skip
+    add_device_option(p)
+    add_impl_option(p)
     p.add_argument("--key", choices=["G_ema", "G"], default="G_ema", help="network to use from an official snapshot")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(run=run)
 
 
@@ -102,47 +119,39 @@ def _labels(G, class_idx: Optional[int], label: Optional[str], n: int) -> np.nda
     c = np.zeros((n, G.c_dim), np.float32)
     if G.c_dim == 0:
         if class_idx is not None or label is not None:
-            raise ValueError("this network is unconditional (c_dim=0): drop --class / --label")
+            raise UserError("this network is unconditional (c_dim=0): drop --class / --label")
         return c
     if class_idx is None and label is None:
-        raise ValueError(f"this network is conditional (c_dim={G.c_dim}): pass --class K or --label v1,v2,...")
+        raise UserError(f"this network is conditional (c_dim={G.c_dim}): pass --class K or --label v1,v2,...")
     if class_idx is not None:
         if not 0 <= class_idx < G.c_dim:
-            raise ValueError(f"--class {class_idx} is out of range for c_dim={G.c_dim}")
+            raise UserError(f"--class {class_idx} is out of range for c_dim={G.c_dim}")
         c[:, class_idx] = 1
         return c
     values = parse_label(label)
     if len(values) != G.c_dim:
-        raise ValueError(f"--label has {len(values)} values but the network takes c_dim={G.c_dim}")
+        raise UserError(f"--label has {len(values)} values but the network takes c_dim={G.c_dim}")
     c[:] = np.asarray(values, np.float32)
     return c
-
-
-def _check_device(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: no CUDA device is visible")
 
 
 def run(args) -> int:
     import torch
 
     from synthcore import __version__, imageio
-    from synthcore.cli.embed import sha256
-    from synthcore.nets.generator_files import load_generator
+    from synthcore.fileio import sha256_file, write_bytes_atomic
+    from synthcore.nets.generators import load_generator
     from synthcore.nets.stylegan2 import truncate_ws
     from synthcore.progress import Progress
 
     seeds = parse_seeds(args.seeds)
-    if args.batch < 1:
-        raise ValueError("--batch must be at least 1")
-    if args.trunc_cutoff is not None and args.trunc_cutoff < 0:
-        raise ValueError("--trunc-cutoff must be >= 0")
-    _check_device(args.device)
-    impl = None if args.impl == "auto" else args.impl
-    network = Path(args.network)
-    G = load_generator(network, device=args.device, key=args.key)
+    check_at_least("--batch", args.batch, 1)
+    if args.trunc_cutoff is not None:
+        check_at_least("--trunc-cutoff", args.trunc_cutoff, 0)
+    device = resolve_device(args.device)
+    impl = impl_of(args)
+    network = model_file("--network", args.network)
+    G = load_generator(network, device=device, key=args.key)
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     latents_path = Path(args.latents) if args.latents else outdir / "latents.npz"
@@ -153,14 +162,14 @@ def run(args) -> int:
     with Progress(len(seeds), "generate", enabled=not args.quiet) as bar, torch.no_grad():
         for start in range(0, len(seeds), args.batch):
             stop = min(start + args.batch, len(seeds))
-            z = torch.from_numpy(z_all[start:stop]).to(device=args.device, dtype=torch.float32)
-            c = torch.from_numpy(c_all[start:stop]).to(args.device)
+            z = torch.from_numpy(z_all[start:stop]).to(device=device, dtype=torch.float32)
+            c = torch.from_numpy(c_all[start:stop]).to(device)
             w = G.mapping(z, c, impl=impl)[:, 0]
             ws = truncate_ws(w, G.mapping.w_avg, G.num_ws, args.trunc, args.trunc_cutoff)
             img = G.synthesis(ws, noise_mode=args.noise_mode, impl=impl)
             pixels = (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
             for i, seed in enumerate(seeds[start:stop]):
-                imageio.write_atomic(outdir / f"seed{seed:04d}.png", imageio.encode_png(pixels[i]))
+                imageio.write_png(outdir / f"seed{seed:04d}.png", pixels[i])
             w_all[start:stop] = w.float().cpu().numpy()
             bar.update(stop - start)
 
@@ -169,7 +178,7 @@ def run(args) -> int:
         "synthcore_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "network": str(network.resolve()),
-        "network_sha256": sha256(network),
+        "network_sha256": sha256_file(network),
         "key": args.key,
         "truncation_psi": args.trunc,
         "truncation_cutoff": args.trunc_cutoff,
@@ -178,13 +187,13 @@ def run(args) -> int:
         "class": args.class_idx,
         "label": args.label,
         "impl": args.impl,
-        "device": args.device,
+        "device": str(device),
     }
     buf = io.BytesIO()
     w_avg = G.mapping.w_avg.float().cpu().numpy()
     np.savez(buf, seeds=np.asarray(seeds, np.int64), z=z_all, c=c_all, w=w_all, w_avg=w_avg,
              meta_json=np.array(json.dumps(meta)))  # fmt: skip
-    imageio.write_atomic(latents_path, buf.getvalue())
+    write_bytes_atomic(latents_path, buf.getvalue())
     if not args.quiet:
         print(
             f"wrote {len(seeds)} images ({G.img_resolution}x{G.img_resolution}) to {outdir}, latents to {latents_path}"

@@ -1,5 +1,5 @@
 """Options and plumbing shared by ``synthcore references`` and ``synthcore variations``: the networks, the device,
-the identity pipeline, and writing a stage's statistics."""
+the identity pipeline, and writing a stage's statistics. Imports no command module (only the toolkit)."""
 
 import argparse
 import math
@@ -8,31 +8,45 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from synthcore.cli.toolkit import (
+    UserError,
+    add_device_option,
+    add_impl_option,
+    check_at_least,
+    crop_of,
+    impl_of,
+    recorded_model_file,
+    resolve_device,
+)
+
 
 def add_common_options(p: argparse.ArgumentParser, batch: int, network_required: bool) -> None:
-    """--outdir, --network, --embedder, --crop, --device, --batch, --seed, --impl, --noise-mode, --force, --quiet."""
+    """--outdir, --network, --embedder, --crop, --device, --batch, --seed, --impl, --noise-mode, --force."""
     p.add_argument("--outdir", required=True, help="the run directory (required; created if missing)")
     recorded = "" if network_required else " (default: the one recorded in <outdir>/samples.h5, checked by SHA-256)"
     p.add_argument(
         "--network",
         required=network_required,
         default=None,
-        help="generator: official StyleGAN2(-ADA) .pkl snapshot or synthcore .pt/.safetensors" + recorded,
+        help="generator: official StyleGAN2(-ADA) .pkl snapshot, synthcore .pt/.safetensors, or an installed model's "
+        "name" + recorded,
     )
     p.add_argument(
         "--embedder",
         required=network_required,
         default=None,
-        help="face-recognition checkpoint (insightface .pth, AdaFace .ckpt, evoLVe .pth, .safetensors)" + recorded,
+        help="face-recognition checkpoint (insightface .pth, AdaFace .ckpt, evoLVe .pth, .safetensors) or an "
+        "installed model's name" + recorded,
     )
     p.add_argument(
         "--crop",
-        default="arcface",
-        help="crop from generator frames to the embedder's input: a fixed-crop preset for FFHQ-aligned generators "
-        "(arcface, iresnet_bob, psp, ...; synthcore.align.CROP_PRESETS), or none when the frames already are "
-        "aligned crops of the embedder's size",
+        default="auto",
+        help="crop from generator frames to the embedder's input: auto (the generator family's way: arcface for "
+        "StyleGAN2, detected dlib landmarks for the DCGAN), landmarks (detect per image with the installed dlib "
+        "models), a fixed-crop preset for FFHQ-aligned generators (arcface, iresnet_bob, psp, ...; "
+        "synthcore.align.CROP_PRESETS), or none when the frames already are aligned crops of the embedder's size",
     )
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda if available)")
+    add_device_option(p)
     p.add_argument("--batch", type=int, default=batch, help="samples per forward/backward pass (speed and memory only)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (runs are reproducible from it)")
     p.add_argument(
@@ -42,9 +56,8 @@ def add_common_options(p: argparse.ArgumentParser, batch: int, network_required:
         help="synthesis noise: const (the generator's stored noise) or none; per-call random noise is not offered, "
         "it would make the embeddings differ from those of the rendered images",
     )
-    p.add_argument("--impl", choices=["auto", "native", "reference"], default="auto", help="op implementation")
+    add_impl_option(p)
     p.add_argument("--force", action="store_true", help="redo the stage even if it finished (replaces its outputs)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def timestep_arg(text: str) -> Optional[float]:
@@ -61,59 +74,31 @@ def timestep_arg(text: str) -> Optional[float]:
 
 
 def check_common(args: argparse.Namespace) -> None:
-    from synthcore.align import CROP_PRESETS
-
-    if args.batch < 1:
-        raise ValueError(f"--batch must be at least 1, got {args.batch}")
-    if args.seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    if args.crop != "none" and args.crop not in CROP_PRESETS:
-        raise ValueError(f"unknown --crop {args.crop!r}; choose none or one of {', '.join(CROP_PRESETS)}")
+    check_at_least("--batch", args.batch, 1)
+    check_at_least("--seed", args.seed, 0)
+    _pipeline_crop(args.crop)
 
 
-def options_of(args: argparse.Namespace) -> Dict[str, Any]:
-    """The parsed options as a plain dict (for the run record)."""
-    return {k: v for k, v in vars(args).items() if k not in ("run", "command", "argv")}
-
-
-def impl_of(args: argparse.Namespace) -> Optional[str]:
-    return None if args.impl == "auto" else args.impl
+def _pipeline_crop(name: str):
+    """What FacePipeline gets for ``--crop``: ``auto`` / ``landmarks`` as they are, else the preset (or None)."""
+    return name if name in ("auto", "landmarks") else crop_of(name)
 
 
 def load_pipeline(args: argparse.Namespace, network: Path, embedder: Path):
     """(FacePipeline, generator, device) for the files and the --device/--crop/--noise-mode/--impl options."""
-    from synthcore.cli.render import _device
     from synthcore.identity import FacePipeline
     from synthcore.nets.embedders import load_embedder
-    from synthcore.nets.generator_files import load_generator
+    from synthcore.nets.generators import load_generator
 
-    dev = _device(args.device)
+    dev = resolve_device(args.device)
     G = load_generator(network, device=dev)
     E = load_embedder(embedder, device=dev)
-    crop = None if args.crop == "none" else args.crop
-    return FacePipeline(G, E, crop=crop, noise_mode=args.noise_mode, impl=impl_of(args)), G, dev
+    return FacePipeline(G, E, crop=_pipeline_crop(args.crop), noise_mode=args.noise_mode, impl=impl_of(args)), G, dev
 
 
 def resolve_file(kind: str, given: Optional[str], recorded: str, want_sha: str, ignore_hash: bool = False) -> Path:
     """The model file to use: ``given`` or the one recorded in the collection, checked against the recorded hash."""
-    from synthcore.dataset import sha256_file
-
-    if given is None:
-        if not recorded:
-            raise ValueError(f"the collection records no {kind} file; pass --{kind}")
-        path = Path(recorded)
-        if not path.is_file():
-            raise FileNotFoundError(f"the collection's {kind} {recorded} is not there; pass --{kind}")
-    else:
-        path = Path(given)
-        if not path.is_file():
-            raise FileNotFoundError(f"--{kind} {path}: no such file")
-    if want_sha and not ignore_hash and sha256_file(path) != want_sha:
-        raise ValueError(
-            f"{path} is not the {kind} the references were made with (SHA-256 differs); variations of them would "
-            f"not belong to those identities. Pass --ignore-hash to go on anyway"
-        )
-    return path
+    return recorded_model_file(kind, given, recorded, want_sha, ignore_hash, "the references were made with")
 
 
 def split_iterations(rows: List[Dict[str, float]]) -> Tuple[List[Dict[str, float]], List[int]]:
@@ -134,7 +119,7 @@ def read_embeddings_file(path: str) -> np.ndarray:
     samples.h5) or a ``.npy`` array."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"embeddings file not found: {p}")
+        raise UserError(f"embeddings file not found: {p}")
     if p.suffix.lower() == ".npy":
         arr = np.load(p, allow_pickle=False)
     else:

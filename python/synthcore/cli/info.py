@@ -1,16 +1,14 @@
 """``synthcore info``: version, native build and hardware report."""
 
-import argparse
+import ctypes
 import json
 import platform
 
+from synthcore.cli.toolkit import add_command
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "info",
-        help="show the version, the native build and the hardware synthcore sees",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = add_command(sub, "info", help="show the version, the native build and the hardware synthcore sees", quiet=False)
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(run=run)
 
@@ -40,7 +38,20 @@ def collect() -> dict:
         "gpus": gpus,
         "native_cuda_devices": build.get("cuda_device_count", 0),
         "native_cuda_note": build.get("cuda_error", ""),
+        "gpu_driver_found": bool(gpus) or gpu_driver_found(),
     }
+
+
+def gpu_driver_found() -> bool:
+    """Whether the NVIDIA driver library can be loaded (without it the CUDA runtime reports an "insufficient
+    driver version", which reads like a broken installation rather than a machine without a GPU)."""
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            continue
+    return False
 
 
 def _cuda_version(v: int) -> str:
@@ -69,7 +80,9 @@ def run(args) -> int:
         print(f"GPU:            {', '.join(d['gpus'])}")
     else:
         note = ""
-        if d["native_cuda_note"] and d["cuda_kernels_compiled"]:
+        if not d["gpu_driver_found"]:
+            note = " (no GPU driver found)"
+        elif d["native_cuda_note"] and d["cuda_kernels_compiled"]:
             note = f" (CUDA runtime: {d['native_cuda_note']})"
         print(f"GPU:            none visible{note}")
     return 0

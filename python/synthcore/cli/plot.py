@@ -1,9 +1,11 @@
-"""``synthcore plot``: SVG plots of a run directory, ``<outdir>/plots/``.
+"""``synthcore plot``: plots of a run directory, ``<outdir>/plots/``, drawn with matplotlib: PNG by default
+(for looking), ``--format svg`` or ``pdf`` for papers.
 
-* every ``stats*.h5``: line charts of its statistics against the iteration (``stats_angles.svg`` shows the
-  minimum, mean and maximum inter-identity angle; it should rise over Langevin iterations);
+* every ``stats*.h5``: line charts of its statistics against the iteration (``stats_angles.png`` shows the
+  minimum, mean and maximum inter-identity angle; it should rise over Langevin iterations); each chart's caption
+  explains the statistics on it;
 * ``samples.h5``: histograms of inter-identity and intra-identity cosine similarity of the embeddings
-  (``similarity*.svg``, numbers in ``similarity.json``). A collection without embeddings gets them computed
+  (``similarity*.png``, numbers in ``similarity.json``). A collection without embeddings gets them computed
   (not stored) from ``--network`` and ``--embedder``.
 
 Plotting only reads the run's data. It takes the writer lock when it is free (and is then recorded in
@@ -14,19 +16,25 @@ import math
 import sys
 from pathlib import Path
 
+from synthcore.cli import toolkit
+
 
 def add_parser(sub) -> None:
-    from synthcore.cli.render import HelpFormatter
-
-    p = sub.add_parser(
+    p = toolkit.add_command(
+        sub,
         "plot",
-        help="SVG plots of a run: statistics curves and inter/intra-identity similarity histograms",
+        help="plots of a run (PNG, SVG or PDF): statistics curves and inter/intra-identity similarity histograms",
         description="Plot a run directory's statistics (stats*.h5) and the similarity of its embeddings "
-        "(samples.h5) as SVG files.",
-        formatter_class=HelpFormatter,
+        "(samples.h5) with matplotlib: PNG files by default, SVG or PDF with --format.",
     )
     p.add_argument("--outdir", required=True, help="the run directory to plot (required)")
-    p.add_argument("--plots", default=None, help="where to write the SVG files (default: <outdir>/plots)")
+    p.add_argument("--plots", default=None, help="where to write the plot files (default: <outdir>/plots)")
+    p.add_argument(
+        "--format",
+        choices=("png", "svg", "pdf"),
+        default="png",
+        help="file format of the plots: png for looking, svg or pdf (vector) for papers",
+    )
     p.add_argument(
         "--network",
         default=None,
@@ -37,7 +45,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--crop", default="arcface", help="crop preset used with --embedder")
     p.add_argument("--batch", type=int, default=16, help="samples per forward pass when computing embeddings")
-    p.add_argument("--device", default="auto", help="cpu, cuda, ... (auto: cuda if available)")
+    toolkit.add_device_option(p)
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the identity subsample when there are more than --max-identities"
     )
@@ -47,25 +55,24 @@ def add_parser(sub) -> None:
         default=20000,
         help="inter-identity pairs use at most this many identities (a seeded subsample beyond it)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     p.set_defaults(run=run)
 
 
 def _compute_embeddings(args, samples: Path):
     import torch
 
-    from synthcore.cli.render import _device, resolve_network
     from synthcore.dataset import SampleCollection
     from synthcore.embedding import prepare
     from synthcore.nets.embedders import load_embedder
-    from synthcore.nets.generator_files import load_generator
+    from synthcore.nets.generators import load_generator
     from synthcore.progress import Progress
 
-    dev = _device(args.device)
+    dev = toolkit.resolve_device(args.device)
     with SampleCollection.open(samples) as coll:
-        G = load_generator(resolve_network(coll.attrs, args.network, False), device=dev).eval()
-        E = load_embedder(args.embedder, device=dev)
-        crop = None if args.crop == "none" else args.crop
+        network = toolkit.samples_generator(coll.attrs, args.network, False)
+        G = load_generator(network, device=dev).eval()
+        E = load_embedder(toolkit.model_file("--embedder", args.embedder), device=dev)
+        crop = toolkit.crop_of(args.crop)
         out = []
         space = coll.w_space
         with torch.no_grad(), Progress(len(coll), "embed", enabled=not args.quiet) as bar:
@@ -79,17 +86,16 @@ def _compute_embeddings(args, samples: Path):
 
 
 def run(args) -> int:
-    from synthcore.cli.identity_common import options_of
     from synthcore.dataset import RunDir, RunDirLocked, SampleCollection
     from synthcore.dataset.plots import plot_run
 
-    if args.max_identities < 2:
-        raise ValueError("--max-identities must be at least 2")
+    toolkit.check_at_least("--max-identities", args.max_identities, 2)
+    toolkit.check_at_least("--batch", args.batch, 1)
     run_dir = RunDir(args.outdir)
     if not run_dir.path.is_dir():
         raise FileNotFoundError(f"no run directory {run_dir.path}")
     plots = Path(args.plots) if args.plots else run_dir.plots_dir
-    options = options_of(args)
+    options = toolkit.options_of(args)
     embeddings = None
     samples = run_dir.samples_path
     if samples.is_file():
@@ -102,10 +108,10 @@ def run(args) -> int:
     try:
         with run_dir.session("plot", options=options, argv=getattr(args, "argv", None)):
             run_dir.record_start()
-            written = plot_run(run_dir.path, plots, args.seed, embeddings, args.max_identities)
+            written = plot_run(run_dir.path, plots, args.seed, embeddings, args.max_identities, args.format)
     except RunDirLocked as exc:
         print(f"note: {exc}; plotting what is there, unrecorded", file=sys.stderr)
-        written = plot_run(run_dir.path, plots, args.seed, embeddings, args.max_identities)
+        written = plot_run(run_dir.path, plots, args.seed, embeddings, args.max_identities, args.format)
     if not written:
         raise ValueError(f"nothing to plot in {run_dir.path} (no stats*.h5, no samples.h5 with embeddings)")
     if not args.quiet:

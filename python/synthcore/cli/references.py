@@ -8,42 +8,52 @@ exactly the result of an uninterrupted run. A finished stage is not redone unles
 """
 
 import sys
-from pathlib import Path
+
+from synthcore.cli.toolkit import UserError, add_command, finite_float, model_file
 
 STAGE = "references"
 
 
 def add_parser(sub) -> None:
     from synthcore.cli.identity_common import add_common_options, timestep_arg
-    from synthcore.cli.render import HelpFormatter
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "references",
         help="sample reference identities (Langevin, random or reject) into <outdir>/samples.h5",
         description="Sample the reference identities of a synthetic face dataset. langevin: identities repel "
         "each other in face-recognition space (soft-sphere potential on embedding angles) while a harmonic force "
         "holds their W latents near the generator's mean (defaults: the published 10k-identity run). random: "
         "independent samples. reject: a candidate is kept if it is at least --ict radians from every kept one.",
-        formatter_class=HelpFormatter,
     )
     p.add_argument("--algorithm", choices=["langevin", "random", "reject"], default="langevin", help="sampler")
     p.add_argument("--num-identities", type=int, default=100, help="number of identities")
-    p.add_argument("--truncation-psi", type=float, default=0.7, help="truncation of the initial latents")
+    p.add_argument("--truncation-psi", type=finite_float, default=0.7, help="truncation of the initial latents")
     add_common_options(p, batch=16, network_required=True)
     g = p.add_argument_group("langevin")
     g.add_argument("--iterations", type=int, default=100, help="Langevin steps")
-    g.add_argument("--repulsion-radius", type=float, default=1.4, help="r0: identities closer than this repel (rad)")
-    g.add_argument("--repulsion-strength", type=float, default=1.0, help="k: stiffness of the repulsion")
+    g.add_argument(
+        "--repulsion-radius",
+        type=finite_float,
+        default=None,
+        help="r0: identities closer than this repel (default: the embedder's same-person threshold: 1.4 rad for "
+        "ArcFace-type embedders, Euclidean 0.6 for dlib-resnet-v1)",
+    )
+    g.add_argument("--repulsion-strength", type=finite_float, default=1.0, help="k: stiffness of the repulsion")
     g.add_argument(
         "--timestep",
         type=timestep_arg,
         default=None,
         help="a fixed time step, or adaptive: tau * mu * (closest latent pair) / (largest force) (default: adaptive)",
     )
-    g.add_argument("--tau", type=float, default=0.3, help="adaptive step: largest move / closest latent pair")
-    g.add_argument("--viscosity", type=float, default=1.0, help="mu: the step divides the forces by it")
-    g.add_argument("--noise", type=float, default=0.01, help="eta: random force scale (noise sqrt(dt)/mu eta xi)")
-    g.add_argument("--latent-force", type=float, default=0.1, help="k_l: harmonic pull of W latents towards w_avg")
+    g.add_argument("--tau", type=finite_float, default=0.3, help="adaptive step: largest move / closest latent pair")
+    g.add_argument("--viscosity", type=finite_float, default=1.0, help="mu: the step divides the forces by it")
+    g.add_argument(
+        "--noise", type=finite_float, default=0.01, help="eta: random force scale (noise sqrt(dt)/mu eta xi)"
+    )
+    g.add_argument(
+        "--latent-force", type=finite_float, default=0.1, help="k_l: harmonic pull of W latents towards w_avg"
+    )
     g.add_argument(
         "--repel-embeddings",
         default=None,
@@ -51,7 +61,10 @@ def add_parser(sub) -> None:
         "that the identities are pushed away from (default: none)",
     )
     g.add_argument(
-        "--repel-radius", type=float, default=None, help="radius of that repulsion in rad (default: --repulsion-radius)"
+        "--repel-radius",
+        type=finite_float,
+        default=None,
+        help="radius of that repulsion (default: --repulsion-radius)",
     )
     g.add_argument(
         "--single-forward",
@@ -69,7 +82,11 @@ def add_parser(sub) -> None:
     g.add_argument("--checkpoint-every", type=int, default=10, help="checkpoint period in steps (0: never)")
     g = p.add_argument_group("langevin and reject")
     g.add_argument(
-        "--ict", type=float, default=1.4, help="inter-class threshold (rad): reject's minimum angle; prop_ict statistic"
+        "--ict",
+        type=finite_float,
+        default=None,
+        help="inter-class threshold: reject's minimum distance; prop_ict statistic (default: the embedder's "
+        "same-person threshold: 1.4 rad for ArcFace-type embedders, Euclidean 0.6 for dlib-resnet-v1)",
     )
     g = p.add_argument_group("reject")
     g.add_argument(
@@ -86,15 +103,15 @@ def _check(args) -> None:
 
     check_common(args)
     if args.num_identities < 1:
-        raise ValueError(f"--num-identities must be at least 1, got {args.num_identities}")
+        raise UserError(f"--num-identities must be at least 1, got {args.num_identities}")
     if args.algorithm == "langevin" and args.num_identities < 2:
-        raise ValueError("--algorithm langevin needs at least 2 identities")
+        raise UserError("--algorithm langevin needs at least 2 identities")
     if args.checkpoint_every < 0:
-        raise ValueError("--checkpoint-every must be >= 0")
+        raise UserError("--checkpoint-every must be >= 0")
     if args.hold_graphs is not None and args.hold_graphs < 0:
-        raise ValueError("--hold-graphs must be >= 0")
+        raise UserError("--hold-graphs must be >= 0")
     if args.repel_embeddings is not None and args.algorithm != "langevin":
-        raise ValueError("--repel-embeddings works with --algorithm langevin only")
+        raise UserError("--repel-embeddings works with --algorithm langevin only")
 
 
 def _written_by_this_stage(path) -> bool:
@@ -109,21 +126,26 @@ def _written_by_this_stage(path) -> bool:
         return False
 
 
-def langevin_config(args):
+def langevin_config(args, metric=None):
+    """The Langevin settings of ``args``; r0 and ict default to ``metric``'s (the embedder's identity metric,
+    ``synthcore.identity.metric``; ArcFace-type until the embedder is loaded)."""
     from synthcore.identity import LangevinConfig
+    from synthcore.identity.metric import identity_metric
 
+    m = identity_metric(None) if metric is None else metric
     return LangevinConfig(
+        metric=m.metric,
         num_identities=args.num_identities,
         iterations=args.iterations,
         k=args.repulsion_strength,
-        r0=args.repulsion_radius,
+        r0=m.r0 if args.repulsion_radius is None else args.repulsion_radius,
         dt=args.timestep,
         tau=args.tau,
         mu=args.viscosity,
         eta=args.noise,
         k_l=args.latent_force,
         truncation_psi=args.truncation_psi,
-        ict=args.ict,
+        ict=m.ict if args.ict is None else args.ict,
         external_r0=args.repel_radius,
         single_forward=args.single_forward,
         seed=args.seed,
@@ -133,22 +155,15 @@ def langevin_config(args):
 def run(args) -> int:
     import torch
 
-    from synthcore.cli.identity_common import (
-        impl_of,
-        load_pipeline,
-        options_of,
-        read_embeddings_file,
-        write_stage_stats,
-    )
-    from synthcore.dataset import RunDir, SampleCollection, StageFinished, sha256_file
+    from synthcore.cli.identity_common import load_pipeline, read_embeddings_file, write_stage_stats
+    from synthcore.cli.toolkit import impl_of, options_of
+    from synthcore.dataset import RunDir, SampleCollection, StageFinished
+    from synthcore.fileio import sha256_file
     from synthcore.identity.langevin import run_langevin
     from synthcore.identity.references import sample_random, sample_reject
 
     _check(args)
-    network, embedder = Path(args.network), Path(args.embedder)
-    for kind, path in (("network", network), ("embedder", embedder)):
-        if not path.is_file():
-            raise FileNotFoundError(f"--{kind} {path}: no such file")
+    network, embedder = model_file("--network", args.network), model_file("--embedder", args.embedder)
     cfg = langevin_config(args) if args.algorithm == "langevin" else None
     run_dir = RunDir(args.outdir)
     progress = not args.quiet
@@ -156,7 +171,7 @@ def run(args) -> int:
         with run_dir.session("references", options=options_of(args), argv=getattr(args, "argv", None)):
             run_dir.begin_stage(STAGE, force=args.force)
             if run_dir.samples_path.exists() and not args.force and not _written_by_this_stage(run_dir.samples_path):
-                raise ValueError(
+                raise UserError(
                     f"{run_dir.samples_path} exists but was not made by synthcore references here; "
                     "use --force to replace it"
                 )
@@ -166,7 +181,10 @@ def run(args) -> int:
             pipe, G, dev = load_pipeline(args, network, embedder)
             impl = impl_of(args)
             z = None
+            metric = pipe.identity_metric  # r0, ict and the distance follow the embedder
+            ict = metric.ict if args.ict is None else args.ict
             if args.algorithm == "langevin":
+                cfg = langevin_config(args, metric)
                 external = None
                 if args.repel_embeddings is not None:
                     external = torch.from_numpy(read_embeddings_file(args.repel_embeddings))
@@ -202,15 +220,16 @@ def run(args) -> int:
                     ref = sample_reject(
                         pipe,
                         args.num_identities,
-                        args.ict,
+                        ict,
                         args.seed,
                         args.truncation_psi,
                         args.batch,
                         args.max_candidates,
                         impl,
                         progress,
+                        metric=metric.metric,
                     )
-                    settings = {"algorithm": "reject", "ict": args.ict}
+                    settings = {"algorithm": "reject", "ict": ict, "metric": metric.metric}
                 settings.update(num_identities=args.num_identities, seed=args.seed, truncation_psi=args.truncation_psi)
                 w, e, c, z, stats = ref.w, ref.embeddings, ref.c, ref.z, ref.stats
             settings.update(crop=args.crop, noise_mode=args.noise_mode)
@@ -251,9 +270,10 @@ def run(args) -> int:
         return 0
     msg = f"{run_dir.samples_path}: {n} reference identities ({args.algorithm})"
     if args.algorithm == "langevin":
+        what, unit = ("angle", " rad") if cfg.metric == "angle" else ("distance", "")
         msg += (
-            f"; minimum inter-identity angle {stats[0]['dist_min']:.3f} -> {stats[-1]['dist_min']:.3f} rad, "
-            f"mean {stats[0]['dist_avg']:.3f} -> {stats[-1]['dist_avg']:.3f} rad over {cfg.iterations} steps"
+            f"; minimum inter-identity {what} {stats[0]['dist_min']:.3f} -> {stats[-1]['dist_min']:.3f}{unit}, "
+            f"mean {stats[0]['dist_avg']:.3f} -> {stats[-1]['dist_avg']:.3f}{unit} over {cfg.iterations} steps"
         )
     print(msg)
     return 0

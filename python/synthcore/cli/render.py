@@ -6,39 +6,34 @@ so and changes nothing unless ``--force`` (which re-renders every image). If ``s
 render finished, the render runs again over all samples.
 """
 
-import argparse
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Optional
 
 import numpy as np
 
-from synthcore.cli.identity_common import options_of
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Appends "(default: X)" where the help does not already state the default and there is one to state."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if (
-            "default" in text
-            or action.default is None
-            or action.default is False
-            or action.default == argparse.SUPPRESS
-            or not action.option_strings
-        ):
-            return text
-        return text + " (default: %(default)s)"
+from synthcore.cli.toolkit import (
+    UserError,
+    add_command,
+    add_device_option,
+    add_impl_option,
+    check_at_least,
+    crop_of,
+    impl_of,
+    model_file,
+    options_of,
+    resolve_device,
+    samples_generator,
+)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "render",
         help="render a run's samples to images (images_<crop>/<identity>/<label>.png), optionally an NVlabs zip",
         description="Render the samples of a run directory with the generator they were made with, crop them "
         "to a preset, and write images_<crop>/<identity:05d>/<label>.png (skipping images that exist).",
-        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--outdir", required=True, help="the run directory (required; holds samples.h5; images are written here)"
@@ -70,9 +65,9 @@ def add_parser(sub) -> None:
         "random = new noise per sample, seeded from --seed and the row",
     )
     p.add_argument("--batch", type=int, default=16, help="samples per synthesis call")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda if available)")
+    add_device_option(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the noise with --noise-mode random (else unused)")
-    p.add_argument("--impl", choices=["auto", "native", "reference"], default="auto", help="op implementation")
+    add_impl_option(p)
     p.add_argument(
         "--zip",
         nargs="?",
@@ -88,44 +83,7 @@ def add_parser(sub) -> None:
         help="render with a --network whose SHA-256 differs from the one recorded in the collection",
     )
     p.add_argument("--force", action="store_true", help="re-render every image, even if the render finished")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
-
-
-def resolve_network(collection_attrs: Dict[str, Any], network: Optional[str], ignore_hash: bool) -> Path:
-    """The generator file to use: ``network`` or the recorded one, checked against the recorded SHA-256."""
-    from synthcore.dataset import sha256_file
-
-    recorded, want = collection_attrs.get("generator", ""), collection_attrs.get("generator_sha256", "")
-    if network is None:
-        if not recorded:
-            raise ValueError("the collection records no generator file; pass --network")
-        if not Path(recorded).is_file():
-            raise FileNotFoundError(f"the collection's generator {recorded} is not there; pass --network")
-        path = Path(recorded)
-    else:
-        path = Path(network)
-        if not path.is_file():
-            raise FileNotFoundError(f"--network {path}: no such file")
-    if want and not ignore_hash:
-        got = sha256_file(path)
-        if got != want:
-            raise ValueError(
-                f"{path} (sha256 {got[:12]}...) is not the generator the samples were made with (sha256 "
-                f"{want[:12]}...); its images would not be these samples. Pass --ignore-hash to render anyway"
-            )
-    return path
-
-
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {name}: torch sees no GPU")
-    return dev
 
 
 class _EmbeddingCheck:
@@ -138,7 +96,7 @@ class _EmbeddingCheck:
             raise ValueError("--embedder checks against stored embeddings, but the collection has none")
         if crop is None:
             raise ValueError("--embedder needs --crop to be a recognition crop (e.g. arcface), not none")
-        self.embedder = load_embedder(embedder_path, device=device)
+        self.embedder = load_embedder(model_file("--embedder", embedder_path), device=device)
         self.collection = collection
         self.device = device
         self.cos = []
@@ -156,20 +114,16 @@ class _EmbeddingCheck:
 
 def run(args) -> int:
 
-    from synthcore.align import CROP_PRESETS
     from synthcore.dataset import RunDir, SampleCollection, StageFinished, render_collection, write_dataset_zip
     from synthcore.dataset.render import crop_name
-    from synthcore.nets.generator_files import load_generator
+    from synthcore.nets.generators import load_generator
 
-    if args.batch < 1:
-        raise ValueError("--batch must be at least 1")
-    if args.crop != "none" and args.crop not in CROP_PRESETS:
-        raise ValueError(f"unknown --crop {args.crop!r}; choose none or one of {', '.join(CROP_PRESETS)}")
-    crop = None if args.crop == "none" else args.crop
+    check_at_least("--batch", args.batch, 1)
+    crop = crop_of(args.crop)
     run_dir = RunDir(args.outdir)
     samples = Path(args.samples) if args.samples else run_dir.samples_path
     if not samples.is_file():
-        raise FileNotFoundError(f"no sample collection at {samples} (run synthcore references first)")
+        raise UserError(f"no sample collection at {samples} (run synthcore references first)")
     stage = f"render_{crop_name(crop)}"
     options = options_of(args)
     options["samples"] = str(samples)
@@ -185,12 +139,12 @@ def run(args) -> int:
                     force = True
                 if info is not None and not force:
                     run_dir.begin_stage(stage)  # raises StageFinished before anything is loaded or hashed
-                network = resolve_network(coll.attrs, args.network, args.ignore_hash)
+                network = samples_generator(coll.attrs, args.network, args.ignore_hash)
                 options["network"] = str(network)
                 run_dir.set_options(options)
                 run_dir.begin_stage(stage, force=force)
-                dev = _device(args.device)
-                impl = None if args.impl == "auto" else args.impl
+                dev = resolve_device(args.device)
+                impl = impl_of(args)
                 G = load_generator(network, device=dev)
                 check = _EmbeddingCheck(args.embedder, coll, crop, dev) if args.embedder else None
                 result = render_collection(

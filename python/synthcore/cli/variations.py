@@ -12,24 +12,25 @@ import math
 import sys
 from pathlib import Path
 
+from synthcore.cli.toolkit import UserError, add_command, finite_float
+
 STAGE = "variations"
 STATS_NAME = "stats_variations.h5"
 
 
 def add_parser(sub) -> None:
     from synthcore.cli.identity_common import add_common_options, timestep_arg
-    from synthcore.cli.render import HelpFormatter
     from synthcore.identity.dispersion import DispersionConfig
 
     d = DispersionConfig()
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "variations",
         help="make variations of each reference identity (Dispersion or DisCo) in <outdir>/samples.h5",
         description="Spread A variations around each reference identity: they are pulled back to the reference "
         "embedding through generator and embedder while repelling each other in W (defaults: the published "
         "10k x 64 run). disco also starts them at random combinations of latent directions (pose, illumination, "
         "expressions) read from --directions.",
-        formatter_class=HelpFormatter,
     )
     p.add_argument("--algorithm", choices=["dispersion", "disco"], default="dispersion", help="variation sampler")
     p.add_argument("--num-variations", type=int, default=d.num_variations, help="A: variations per identity")
@@ -39,27 +40,37 @@ def add_parser(sub) -> None:
         "--ignore-hash", action="store_true", help="accept --network/--embedder files other than the recorded ones"
     )
     g = p.add_argument_group("dispersion")
-    g.add_argument("--embedding-force", type=float, default=d.k_e, help="k_e: pull back to the reference embedding")
-    g.add_argument("--latent-repulsion", type=float, default=d.k_w, help="k_w: repulsion among variations in W")
-    g.add_argument("--latent-radius", type=float, default=d.r_w, help="r_w: W-space L2 radius of that repulsion")
-    g.add_argument("--global-force", type=float, default=d.k_g, help="k_g: harmonic pull towards w_avg")
+    g.add_argument(
+        "--embedding-force", type=finite_float, default=d.k_e, help="k_e: pull back to the reference embedding"
+    )
+    g.add_argument("--latent-repulsion", type=finite_float, default=d.k_w, help="k_w: repulsion among variations in W")
+    g.add_argument("--latent-radius", type=finite_float, default=d.r_w, help="r_w: W-space L2 radius of that repulsion")
+    g.add_argument("--global-force", type=finite_float, default=d.k_g, help="k_g: harmonic pull towards w_avg")
     g.add_argument(
         "--noise",
-        type=float,
+        type=finite_float,
         default=d.eta,
         help=f"eta: random force scale, noise sqrt(dt)/mu eta xi (default: {d.eta:.4f} = 0.05 sqrt(0.05), the "
         "published runs' noise per step at dt 0.05)",
     )
-    g.add_argument("--viscosity", type=float, default=d.mu, help="mu: the step divides the forces by it")
+    g.add_argument("--viscosity", type=finite_float, default=d.mu, help="mu: the step divides the forces by it")
     g.add_argument(
         "--timestep",
         type=timestep_arg,
         default=d.dt,
         help="a fixed time step, or adaptive (per identity: tau * mu * closest pair / largest force)",
     )
-    g.add_argument("--tau", type=float, default=d.tau, help="adaptive step fraction")
-    g.add_argument("--initial-noise", type=float, default=d.sigma0, help="sigma0: initial spread around the reference")
-    g.add_argument("--ict", type=float, default=d.ict, help="threshold (rad) of the prop_ict statistic")
+    g.add_argument("--tau", type=finite_float, default=d.tau, help="adaptive step fraction")
+    g.add_argument(
+        "--initial-noise", type=finite_float, default=d.sigma0, help="sigma0: initial spread around the reference"
+    )
+    g.add_argument(
+        "--ict",
+        type=finite_float,
+        default=None,
+        help="threshold of the prop_ict statistic (default: the embedder's same-person threshold: 1.4 rad for "
+        "ArcFace-type embedders, Euclidean 0.6 for dlib-resnet-v1)",
+    )
     g.add_argument("--checkpoint-every", type=int, default=5, help="checkpoint period in steps (0: never)")
     g = p.add_argument_group("disco")
     g.add_argument(
@@ -67,16 +78,21 @@ def add_parser(sub) -> None:
         default=None,
         help="latent-directions file (synthcore.latent_directions HDF5, see docs/ARCHITECTURE.md); required for disco",
     )
-    g.add_argument("--pose-scale", type=float, default=1.0, help="scale of pose directions")
-    g.add_argument("--illumination-scale", type=float, default=1.0, help="scale of illumination directions")
-    g.add_argument("--expression-scale", type=float, default=1.0, help="scale of expression directions")
+    g.add_argument("--pose-scale", type=finite_float, default=1.0, help="scale of pose directions")
+    g.add_argument("--illumination-scale", type=finite_float, default=1.0, help="scale of illumination directions")
+    g.add_argument("--expression-scale", type=finite_float, default=1.0, help="scale of expression directions")
     p.set_defaults(run=run)
 
 
-def dispersion_config(args):
+def dispersion_config(args, metric=None):
+    """The Dispersion settings of ``args``; the identity distance and ict follow ``metric`` (the embedder's,
+    ``synthcore.identity.metric``; ArcFace-type until the embedder is loaded)."""
     from synthcore.identity.dispersion import DispersionConfig
+    from synthcore.identity.metric import identity_metric
 
+    m = identity_metric(None) if metric is None else metric
     return DispersionConfig(
+        metric=m.metric,
         num_variations=args.num_variations,
         iterations=args.iterations,
         k_e=args.embedding_force,
@@ -88,7 +104,7 @@ def dispersion_config(args):
         dt=args.timestep,
         tau=args.tau,
         sigma0=args.initial_noise,
-        ict=args.ict,
+        ict=m.ict if args.ict is None else args.ict,
         disco=args.algorithm == "disco",
         pose_scale=args.pose_scale,
         illumination_scale=args.illumination_scale,
@@ -113,23 +129,17 @@ def run(args) -> int:
     import numpy as np
     import torch
 
-    from synthcore.cli.identity_common import (
-        check_common,
-        impl_of,
-        load_pipeline,
-        options_of,
-        resolve_file,
-        write_stage_stats,
-    )
+    from synthcore.cli.identity_common import check_common, load_pipeline, resolve_file, write_stage_stats
+    from synthcore.cli.toolkit import impl_of, options_of
     from synthcore.dataset import RunDir, SampleCollection, StageFinished
     from synthcore.identity.directions import disco_offsets, read_directions
     from synthcore.identity.dispersion import run_dispersion, variation_labels
 
     check_common(args)
     if args.checkpoint_every < 0:
-        raise ValueError("--checkpoint-every must be >= 0")
+        raise UserError("--checkpoint-every must be >= 0")
     if (args.algorithm == "disco") != (args.directions is not None):
-        raise ValueError(
+        raise UserError(
             "--algorithm disco needs --directions"
             if args.directions is None
             else "--directions needs --algorithm disco"
@@ -137,11 +147,11 @@ def run(args) -> int:
     cfg = dispersion_config(args)
     run_dir = RunDir(args.outdir)
     if not run_dir.samples_path.is_file():
-        raise FileNotFoundError(f"no {run_dir.samples_path}: run synthcore references --outdir {args.outdir} first")
+        raise UserError(f"no {run_dir.samples_path}: run synthcore references --outdir {args.outdir} first")
     try:
         with run_dir.session("variations", options=options_of(args), argv=getattr(args, "argv", None)):
             if not run_dir.is_finished("references"):
-                raise ValueError(f"the references stage of {run_dir.path} has not finished; finish it first")
+                raise UserError(f"the references stage of {run_dir.path} has not finished; finish it first")
             run_dir.begin_stage(STAGE, force=args.force)
             with SampleCollection.open(run_dir.samples_path) as coll:
                 attrs, data, ref = coll.attrs, *_read_references(coll)
@@ -154,6 +164,7 @@ def run(args) -> int:
                 "embedder", args.embedder, attrs["embedder"], attrs["embedder_sha256"], args.ignore_hash
             )
             pipe, G, dev = load_pipeline(args, network, embedder)
+            cfg = dispersion_config(args, pipe.identity_metric)  # the distance and ict follow the embedder
             impl = impl_of(args)
             ids = torch.from_numpy(data["identity"][ref].astype(np.int64))
             w_ref = torch.from_numpy(data["w"][ref])

@@ -7,7 +7,7 @@
 * ``rundir``: ``RunDir``, the run directory (writer lock, run record, finished stages, checkpoints per stage).
 * ``render``: images ``images_<crop>/<identity:05d>/<label>.png`` and an NVlabs-style zip.
 * ``packages``: import/export of the group-per-sample layout of the published data packages.
-* ``plots``: SVG statistics curves and similarity histograms (drawn by ``svg``).
+* ``plots``: statistics curves and similarity histograms, drawn with matplotlib (PNG, SVG or PDF).
 """
 
 from synthcore.dataset.checkpoint import (

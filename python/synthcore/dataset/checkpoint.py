@@ -13,16 +13,14 @@ One checkpoint is one HDF5 file ``<dir>/step_<step:08d>.h5``:
 * attributes ``format`` (``synthcore.checkpoint/1``), ``step`` and ``sha256`` (over the structure and every
   array's bytes).
 
-Files are written beside their final name, fsynced and renamed into place, so a kill leaves either the whole
-checkpoint or none. :func:`latest_checkpoint` still verifies the hash and falls back to the next older file if
-one cannot be read (a truncated copy, a disk error), warning about it.
+Files are written through :func:`synthcore.fileio.atomic_path` (temporary sibling, fsynced, renamed into place),
+so a kill leaves either the whole checkpoint or none. :func:`latest_checkpoint` still verifies the hash and falls
+back to the next older file if one cannot be read (a truncated copy, a disk error), warning about it.
 """
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import h5py
 import numpy as np
+
+from synthcore.fileio import atomic_path
 
 __all__ = ["FORMAT", "Checkpoint", "latest_checkpoint", "list_checkpoints", "load_checkpoint", "save_checkpoint"]
 
@@ -132,24 +132,14 @@ def save_checkpoint(directory: Union[str, Path], step: int, state: Any, keep: in
     arrays: List[Tuple[np.ndarray, Dict[str, Any]]] = []
     structure = json.dumps(_encode(state, arrays, "state"), allow_nan=True, sort_keys=True)
     final = _checkpoint_path(directory, int(step))
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{final.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["step"] = np.int64(step)
-            f.attrs["structure"] = structure
-            f.attrs["sha256"] = _digest(structure, [a for a, _ in arrays])
-            g = f.create_group("arrays")
-            for i, (a, _) in enumerate(arrays):
-                g.create_dataset(str(i), data=a, track_times=False)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(final) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["step"] = np.int64(step)
+        f.attrs["structure"] = structure
+        f.attrs["sha256"] = _digest(structure, [a for a, _ in arrays])
+        g = f.create_group("arrays")
+        for i, (a, _) in enumerate(arrays):
+            g.create_dataset(str(i), data=a, track_times=False)
     if keep > 0:
         for _, old in list_checkpoints(directory)[:-keep]:
             old.unlink(missing_ok=True)

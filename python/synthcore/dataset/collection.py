@@ -36,12 +36,30 @@ Crash safety, in two layers:
   ``close`` leaves the previous file, or none, never a half-written ``samples.h5``. HDF5 itself cannot promise a
   consistent file after a kill in the middle of writing metadata, which is why in-place appends
   (``atomic=False``) are only as safe as the counter.
+
+Integrity (files written since checksums were added; older files are read unverified):
+
+* HDF5 metadata: files are written in the HDF5 1.8 format, whose superblock and object headers (which hold the
+  numeric attributes such as ``num_rows``) carry checksums HDF5 checks as it reads them; a truncated file is
+  refused at open (its recorded end lies past the real one). A damaged chunk index points a read at wrong bytes,
+  which then fail the chunk's checksum.
+* Data: every numeric column has HDF5's Fletcher-32 filter, a checksum per chunk, checked whenever a chunk is
+  read. A committed chunk is never rewritten by later appends except when the chunk is still being filled, and
+  HDF5 recomputes the checksum whenever it writes a chunk, so appends and resumption cost nothing extra.
+* Text: labels and text attributes live in HDF5's global heap, which has no checksum. ``label_crc32`` (one
+  CRC-32 per row, itself Fletcher-32 protected) is checked whenever labels are read, and ``attrs_sha256`` (over
+  every attribute but ``num_rows``, which never changes after ``create``) on every open.
+
+Opening checks the metadata and attributes (constant cost); data chunks are checked when read, so reading a
+damaged part raises :class:`DamagedCollectionError` naming the file, the column and the rows, instead of
+returning changed numbers. :meth:`SampleCollection.verify` reads everything (cost of one full read).
 """
 
 import hashlib
 import json
 import os
 import re
+import zlib
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
@@ -49,8 +67,10 @@ import h5py
 import numpy as np
 
 from synthcore import __version__
+from synthcore.fileio import fsync_directory, fsync_file, sha256_file  # sha256_file: re-exported
 
 __all__ = [
+    "DamagedCollectionError",
     "FORMAT",
     "LATENT_COLUMNS",
     "NOISE_MODES",
@@ -70,17 +90,49 @@ _ALL_COLUMNS = ("identity", "label", "w", "w_plus", "z", "c", "embedding", "nois
 _STR = h5py.string_dtype("utf-8")
 _CHUNK_BYTES = 1 << 20  # ~1 MiB chunks: large enough for fast sequential reads, small enough for cheap appends
 _BAD_LABEL = re.compile(r"[/\\\x00-\x1f\x7f]")
+# The HDF5 1.8 format: checksummed superblock and object headers. Not 1.10's: its superblock records "open for
+# writing" and refuses to open after a killed writer until h5clear is run, which would break resuming in place.
+_LIBVER = ("v108", "v110")
+_LABEL_CRC = "label_crc32"  # per-row CRC-32 of the label's UTF-8 bytes (see the module docstring)
+_ATTRS_HASH = "attrs_sha256"  # SHA-256 over the attributes fixed at create time
+_MUTABLE_ATTRS = ("num_rows", _ATTRS_HASH)
+_REBUILD = "rebuild it by rerunning the stage that wrote it with --force"
+
+
+class DamagedCollectionError(ValueError):
+    """A sample collection whose bytes changed after they were written (truncated, bits flipped)."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path, self.what = Path(path), what
+        super().__init__(f"{path}: damaged: {what}; {_REBUILD}")
+
+
+def _is_damage(exc: BaseException) -> bool:
+    """Whether an HDF5 error means the file's bytes are damaged (failed checksum, truncation)."""
+    text = str(exc)
+    return any(s in text for s in ("checksum", "truncated file", "filter returned failure", "bad object header",
+                                   "wrong B-tree signature", "bad global heap", "addr overflow"))  # fmt: skip
+
+
+def _attrs_digest(attrs: Any) -> str:
+    """SHA-256 over every attribute except the mutable ones, in name order, values as read back from the file."""
+    h = hashlib.sha256()
+    for k in sorted(attrs):
+        if k in _MUTABLE_ATTRS:
+            continue
+        v = attrs[k]
+        v = v.item() if isinstance(v, np.generic) else v
+        h.update(f"{k}={v!r};".encode())
+    return h.hexdigest()
+
+
+def _label_crcs(labels: Sequence[Any]) -> np.ndarray:
+    return np.fromiter(
+        (zlib.crc32(s if isinstance(s, bytes) else s.encode("utf-8")) for s in labels), np.uint32, len(labels)
+    )
+
 
 ArrayLike = Any  # numpy arrays, torch tensors, nested sequences
-
-
-def sha256_file(path: Union[str, Path], block: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file's bytes (identifies the model files a collection was made with)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(block), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_label(label: str) -> str:
@@ -110,27 +162,6 @@ def _partial_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial")
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # some platforms cannot open directories; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class SampleCollection:
     """A columnar sample file. Use :meth:`create` or :meth:`open`; close it (or use ``with``).
 
@@ -145,12 +176,13 @@ class SampleCollection:
         self.writable = writable
         self._partial = partial
         self._pairs: Optional[Set[Tuple[int, str]]] = None
-        fmt = self._f.attrs.get("format")
-        if fmt != FORMAT:
+        try:
+            self._check_structure()
+            if writable:
+                self._drop_uncommitted()
+        except BaseException:
             self._f.close()
-            raise ValueError(f"{path}: not a synthcore sample collection (format attribute {fmt!r}, expected {FORMAT})")
-        if writable:
-            self._drop_uncommitted()
+            raise
 
     # --- construction -------------------------------------------------------------------------------------
 
@@ -203,7 +235,7 @@ class SampleCollection:
         path.parent.mkdir(parents=True, exist_ok=True)
         target = _partial_path(path) if atomic else path
         target.unlink(missing_ok=True)  # a stale partial file from a killed writer
-        f = h5py.File(target, "w", libver=("earliest", "v110"))
+        f = h5py.File(target, "w", libver=_LIBVER)
         try:
             f.attrs["format"] = FORMAT
             f.attrs["num_rows"] = np.int64(0)
@@ -222,6 +254,7 @@ class SampleCollection:
                     specs.append((name, (int(width),), np.float32))
             if noise_mode == "seeded":
                 specs.append(("noise_seed", (), np.int64))
+            specs.append((_LABEL_CRC, (), np.uint32))
             for name, row_shape, dtype in specs:
                 itemsize = 16 if dtype is _STR else np.dtype(dtype).itemsize
                 f.create_dataset(
@@ -230,8 +263,10 @@ class SampleCollection:
                     maxshape=(None, *row_shape),
                     dtype=dtype,
                     chunks=(_chunk_rows(row_shape, itemsize), *row_shape),
+                    fletcher32=dtype is not _STR,  # HDF5 cannot filter variable-length strings: see label_crc32
                     track_times=False,  # no timestamps: same appends, same bytes
                 )
+            f.attrs[_ATTRS_HASH] = _attrs_digest(f.attrs)
             f.flush()
         except BaseException:
             f.close()
@@ -260,6 +295,69 @@ class SampleCollection:
             shutil.copyfile(path, partial)
             return cls(_open_h5(partial, "r+"), path, writable=True, partial=partial)
         return cls(_open_h5(path, "r+"), path, writable=True, partial=None)
+
+    # --- integrity -------------------------------------------------------------------------------------------
+
+    def _damaged(self, what: str) -> DamagedCollectionError:
+        return DamagedCollectionError(self.path, what)
+
+    def _check_structure(self) -> None:
+        """Cheap checks on open: every attribute and column header readable (HDF5 verifies their checksums), the
+        attributes match ``attrs_sha256``, and every column holds at least the committed rows."""
+        try:
+            attrs = {k: self._f.attrs[k] for k in self._f.attrs}
+            fmt = attrs.get("format")
+            if fmt != FORMAT:
+                raise ValueError(
+                    f"{self.path}: not a synthcore sample collection (format attribute {fmt!r}, expected {FORMAT})"
+                )
+            stored = attrs.get(_ATTRS_HASH)
+            if stored is not None and stored != _attrs_digest(attrs):
+                raise self._damaged("its attributes (options, model files, ...) do not match their checksum")
+            n = int(attrs["num_rows"])
+            for name in (*self.columns, _LABEL_CRC):
+                if name not in self._f:
+                    continue
+                if self._f[name].shape[0] < n:
+                    raise self._damaged(f"column {name!r} has {self._f[name].shape[0]} rows, {n} were committed")
+        except (OSError, KeyError, RuntimeError) as exc:
+            if isinstance(exc, KeyError) and not _is_damage(exc):
+                raise ValueError(f"{self.path}: not a complete sample collection (missing {exc})") from None
+            raise self._damaged(f"HDF5 metadata unreadable ({_first_line(exc)})") from None
+
+    def _rows(self, name: str, sel: Any) -> np.ndarray:
+        """``self._f[name][sel]``, with a failed chunk checksum reported as damage (column and rows named)."""
+        try:
+            return self._f[name][sel]
+        except (OSError, KeyError, RuntimeError) as exc:
+            if not _is_damage(exc):
+                raise
+            where = f"rows {sel.start}..{sel.stop}" if isinstance(sel, slice) else "the rows read"
+            raise self._damaged(f"column {name!r}, {where}: {_first_line(exc)}") from None
+
+    def _check_labels(self, labels: np.ndarray, sel: Any) -> None:
+        if _LABEL_CRC not in self._f or not len(labels):
+            return
+        stored = self._rows(_LABEL_CRC, sel)
+        bad = np.flatnonzero(stored != _label_crcs(labels))
+        if bad.size:
+            raise self._damaged(f"{bad.size} label(s) do not match their checksum (first: {labels[bad[0]]!r})")
+
+    def verify(self, block: int = 65536) -> None:
+        """Read every committed row of every column (each chunk's checksum is checked as it is read, labels against
+        ``label_crc32``); raise :class:`DamagedCollectionError` at the first damage. Costs one full read."""
+        n = len(self)
+        for lo in range(0, n, block):
+            sel = slice(lo, min(n, lo + block))
+            for c in self.columns:
+                rows = self._rows(c, sel)
+                if c == "label":
+                    self._check_labels(rows, sel)
+
+    @property
+    def verifiable(self) -> bool:
+        """Whether the file carries checksums (written by a synthcore that stores them)."""
+        return _ATTRS_HASH in self._f.attrs
 
     # --- facts ---------------------------------------------------------------------------------------------
 
@@ -332,8 +430,12 @@ class SampleCollection:
         out: Dict[str, np.ndarray] = {}
         if isinstance(rows, slice):
             lo, hi, step = rows.indices(n)
+            span = slice(lo, hi) if step > 0 else slice(0, n)  # what is read from the file, then stepped here
             for c in cols:
-                out[c] = self._f[c][lo:hi:step] if step > 0 else self._f[c][:n][lo:hi:step]
+                data = self._rows(c, span)
+                if c == "label":
+                    self._check_labels(data, span)
+                out[c] = data[::step] if step > 0 else data[lo:hi:step]
         else:
             idx = np.asarray(rows, dtype=np.int64).reshape(-1)
             if idx.size and (idx.min() < -n or idx.max() >= n):
@@ -341,8 +443,11 @@ class SampleCollection:
             idx = np.where(idx < 0, idx + n, idx)
             # h5py wants increasing unique indices: read those once and scatter back in the asked order.
             uniq, inverse = np.unique(idx, return_inverse=True)
+            sel: Any = uniq if uniq.size else slice(0, 0)
             for c in cols:
-                data = self._f[c][uniq] if uniq.size else self._f[c][0:0]
+                data = self._rows(c, sel)
+                if c == "label":
+                    self._check_labels(data, sel)
                 out[c] = data[inverse]
         if "label" in out:
             out["label"] = np.array([s.decode("utf-8") if isinstance(s, bytes) else s for s in out["label"]], object)
@@ -377,7 +482,7 @@ class SampleCollection:
         """
         h = hashlib.sha256()
         for k in sorted(self._f.attrs):
-            if k in ("synthcore_version", "generator", "embedder"):
+            if k in ("synthcore_version", "generator", "embedder", _ATTRS_HASH):  # the hash covers those too
                 continue
             h.update(f"{k}={self._f.attrs[k]!r};".encode())
         n = len(self)
@@ -385,8 +490,10 @@ class SampleCollection:
             ds = self._f[c]
             h.update(f"{c}:{ds.dtype}:{ds.shape[1:]};".encode())
             for lo in range(0, n, 65536):
-                block = ds[lo : min(n, lo + 65536)]
+                span = slice(lo, min(n, lo + 65536))
+                block = self._rows(c, span)
                 if c == "label":
+                    self._check_labels(block, span)
                     h.update(b"\x00".join(s if isinstance(s, bytes) else s.encode() for s in block) + b"\x01")
                 else:
                     h.update(np.ascontiguousarray(block).tobytes())
@@ -456,11 +563,13 @@ class SampleCollection:
                 f"sample (identity {p[0]}, label {p[1]!r}) already exists: labels must be unique per identity"
             )
         data["label"] = np.array(labels, dtype=object)
+        if _LABEL_CRC in self._f:
+            data[_LABEL_CRC] = _label_crcs(labels)
 
         start = len(self)
         stop = start + n
         # Fill every column beyond the committed rows, flush, then commit by raising num_rows (see module doc).
-        for name in self.columns:
+        for name in self._stored_columns():
             ds = self._f[name]
             ds.resize(stop, axis=0)
             if n:
@@ -477,9 +586,9 @@ class SampleCollection:
             return
         self._f.close()
         if self._partial is not None:
-            _fsync_path(self._partial)
+            fsync_file(self._partial)
             os.replace(self._partial, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_directory(self.path.parent)
             self._partial = None
 
     def abort(self) -> None:
@@ -519,6 +628,10 @@ class SampleCollection:
             raise ValueError(f"{name} must be >= {minimum}, got {int(arr.min())}")
         return arr
 
+    def _stored_columns(self) -> Tuple[str, ...]:
+        """The columns and the checksum column: every dataset that holds one row per sample."""
+        return self.columns + ((_LABEL_CRC,) if _LABEL_CRC in self._f else ())
+
     def _existing_pairs(self) -> Set[Tuple[int, str]]:
         if self._pairs is None:
             cols = self.read(columns=["identity", "label"])
@@ -528,7 +641,7 @@ class SampleCollection:
     def _drop_uncommitted(self) -> None:
         """Cut rows beyond ``num_rows`` left by a torn append."""
         n = len(self)
-        for name in self.columns:
+        for name in self._stored_columns():
             if self._f[name].shape[0] != n:
                 self._f[name].resize(n, axis=0)
         self._f.flush()
@@ -541,10 +654,17 @@ def open_error(exc: OSError) -> str:
     return f"cannot open as HDF5 ({exc})"
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().strip("'\"")
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _open_h5(path: Path, mode: str) -> h5py.File:
     try:
         return h5py.File(path, mode)
     except OSError as exc:
+        if _is_damage(exc):
+            raise DamagedCollectionError(path, f"HDF5 cannot open it ({_first_line(exc)})") from None
         raise ValueError(f"{path}: {open_error(exc)}") from None
 
 

@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 
 from synthcore.dataset.collection import SampleCollection, check_label
+from synthcore.fileio import atomic_path
 from synthcore.progress import Progress
 
 __all__ = ["MAGIC", "export_package", "import_package"]
@@ -57,31 +58,28 @@ def export_package(
     emb = embedding_type if embedding_type is not None else str(opts.get("embedding_type", attrs.get("embedder", "")))
     cols = [c for c in collection.columns if c in _NAMES]
     labels_seen: Dict[Tuple[int, str], str] = {}
-    tmp = path.with_name(f".{path.name}.partial")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with h5py.File(tmp, "w") as f, Progress(len(collection), "export", enabled=progress) as bar:
-            f.attrs["magic"] = MAGIC
-            f.attrs["major"], f.attrs["minor"] = _VERSION
-            for _, block in collection.iter_batches(_BLOCK, ["identity", "label", *cols]):
-                for i in range(len(block["identity"])):
-                    ident, label = int(block["identity"][i]), _package_label(block["label"][i])
-                    if (ident, label) in labels_seen:
-                        raise ValueError(
-                            f"labels {labels_seen[(ident, label)]!r} and {block['label'][i]!r} of identity {ident} "
-                            "map to the same package name"
-                        )
-                    labels_seen[(ident, label)] = block["label"][i]
-                    g = f.require_group(f"{ident:05}").create_group(label)
-                    g.attrs["network_type"] = net
-                    g.attrs["embedding_type"] = emb
-                    for c in cols:
-                        g.create_dataset(_NAMES[c], data=block[c][i : i + 1].astype(np.float32))
-                bar.update(len(block["identity"]))
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with (
+        atomic_path(path) as tmp,
+        h5py.File(tmp, "w") as f,
+        Progress(len(collection), "export", enabled=progress) as bar,
+    ):
+        f.attrs["magic"] = MAGIC
+        f.attrs["major"], f.attrs["minor"] = _VERSION
+        for _, block in collection.iter_batches(_BLOCK, ["identity", "label", *cols]):
+            for i in range(len(block["identity"])):
+                ident, label = int(block["identity"][i]), _package_label(block["label"][i])
+                if (ident, label) in labels_seen:
+                    raise ValueError(
+                        f"labels {labels_seen[(ident, label)]!r} and {block['label'][i]!r} of identity {ident} "
+                        "map to the same package name"
+                    )
+                labels_seen[(ident, label)] = block["label"][i]
+                g = f.require_group(f"{ident:05}").create_group(label)
+                g.attrs["network_type"] = net
+                g.attrs["embedding_type"] = emb
+                for c in cols:
+                    g.create_dataset(_NAMES[c], data=block[c][i : i + 1].astype(np.float32))
+            bar.update(len(block["identity"]))
     return path
 
 

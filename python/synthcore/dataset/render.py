@@ -27,8 +27,6 @@ those with recognition tooling, or render ``crop=None`` from a power-of-two gene
 
 import io
 import json
-import os
-import tempfile
 import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,7 +38,8 @@ import torch
 
 from synthcore.align import CROP_PRESETS, fixed_crop
 from synthcore.dataset.collection import SampleCollection
-from synthcore.imageio import encode_png, write_atomic
+from synthcore.fileio import atomic_path
+from synthcore.imageio import write_png  # atomic, not durable: a rerun checks and rewrites images
 from synthcore.progress import Progress
 
 __all__ = ["RenderResult", "crop_name", "image_relpath", "noise_seed_for", "render_collection", "write_dataset_zip"]
@@ -115,10 +114,6 @@ def _frames(
             torch.manual_seed(int(seed))
             out.append(_synthesize(G, ws[i : i + 1], "random", impl))
     return torch.cat(out)
-
-
-def _write_png(path: Path, pixels: np.ndarray) -> None:
-    write_atomic(path, encode_png(pixels))
 
 
 def render_collection(
@@ -199,7 +194,7 @@ def render_collection(
                 while len(pending) > 2 * batch:
                     pending.pop(0).result()
                 for j, k in enumerate(ks):
-                    pending.append(pool.submit(_write_png, paths[k], pixels[j]))
+                    pending.append(pool.submit(write_png, paths[k], pixels[j]))
                 if on_batch is not None:
                     on_batch(all_rows[ks], pixels)
                 bar.update(len(ks))
@@ -258,17 +253,9 @@ def write_dataset_zip(
         if row >= 0:
             rec["row"] = row
         meta.write(json.dumps(rec) + "\n")
-    zip_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=zip_path.parent, prefix=f".{zip_path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-            for rel, *_ in entries:
-                zf.writestr(zipfile.ZipInfo(rel, _ZIP_TIME), (images_dir / rel).read_bytes())
-            zf.writestr(zipfile.ZipInfo("dataset.json", _ZIP_TIME), json.dumps(labels))
-            zf.writestr(zipfile.ZipInfo("metadata.jsonl", _ZIP_TIME), meta.getvalue())
-        os.replace(tmp, zip_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(zip_path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+        for rel, *_ in entries:
+            zf.writestr(zipfile.ZipInfo(rel, _ZIP_TIME), (images_dir / rel).read_bytes())
+        zf.writestr(zipfile.ZipInfo("dataset.json", _ZIP_TIME), json.dumps(labels))
+        zf.writestr(zipfile.ZipInfo("metadata.jsonl", _ZIP_TIME), meta.getvalue())
     return zip_path

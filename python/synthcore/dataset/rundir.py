@@ -8,7 +8,7 @@ Layout (``DIR`` is the ``--outdir`` of the commands)::
     DIR/stages.json                 finished stages: {stage: {"finished": time, "command": ..., ...}}
     DIR/checkpoints/<stage>/step_XXXXXXXX.h5     resumable state (checkpoint.py)
     DIR/images_<crop>/<identity:05d>/<label>.png rendered images (render.py)
-    DIR/plots/*.svg                 plots (plots.py)
+    DIR/plots/*.png                 plots (plots.py; svg or pdf on request)
     DIR/.lock                       the writer lock
 
 **Lock.** A writing command holds an exclusive ``flock`` on ``DIR/.lock`` and writes its pid, host, command and
@@ -42,6 +42,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 from synthcore import __version__
 from synthcore.dataset.checkpoint import Checkpoint, latest_checkpoint, save_checkpoint
+from synthcore.fileio import write_json_atomic
 
 try:
     import fcntl
@@ -88,16 +89,6 @@ def utc_now() -> str:
 def _jsonable(obj: Any) -> Any:
     """Options as JSON: paths and other objects become strings."""
     return json.loads(json.dumps(obj, default=str, allow_nan=True))
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, allow_nan=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class RunDir:
@@ -186,7 +177,7 @@ class RunDir:
         if fcntl is None:  # pragma: no cover
             raise RuntimeError("run-directory locking needs POSIX file locks (fcntl), not available here")
         self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / self.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path / self.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -307,8 +298,8 @@ class RunDir:
 
     def _append_record(self, entry: Mapping[str, Any]) -> None:
         line = json.dumps(entry, sort_keys=True, allow_nan=True, default=str) + "\n"
-        # One write() on an O_APPEND descriptor: a line is never interleaved or half-replaced.
-        fd = os.open(self.record_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # One write() on an O_APPEND descriptor: a line is never interleaved or half-replaced; mode 0666 less the umask.
+        fd = os.open(self.record_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
             os.write(fd, line.encode("utf-8"))
             os.fsync(fd)
@@ -353,27 +344,53 @@ class RunDir:
         self._require_lock("starting a stage")
         info = self.stage_info(stage)
         if info is not None and not force:
+            self._check_samples(stage, info)
             raise StageFinished(self.path, stage, info)
         self.record_start()
         if force:
             self.clear_stage(stage)
             self.clear_checkpoints(stage)
 
+    SAMPLE_STAGES = ("references", "variations")  # the stages that write samples.h5
+
+    def _check_samples(self, stage: str, info: Mapping[str, Any]) -> None:
+        """A finished stage that wrote ``samples.h5`` is only "nothing to do" while that file is whole: a missing (if
+        the marker lists it) or damaged one (truncated, failed checksum; checked on open, cheaply) raises ValueError
+        naming it and the commands that rebuild it."""
+        if stage not in self.SAMPLE_STAGES:
+            return
+        from synthcore.dataset.collection import DamagedCollectionError, SampleCollection
+
+        # variations rewrites samples.h5 from the references rows in it, so a lost file is rebuilt from the start.
+        redo = ["references"] + [s for s in self.SAMPLE_STAGES[1:] if self.is_finished(s)]
+        how = ", then ".join(f"synthcore {s} --outdir {self.path} --force" for s in redo)
+        where = f"stage '{stage}' finished, but its output {self.samples_path}"
+        if not self.samples_path.is_file():
+            if self.samples_path.name in info.get("outputs", ()):
+                raise ValueError(f"{where} is missing; rebuild it: {how}")
+            return
+        try:
+            SampleCollection.open(self.samples_path).close()
+        except DamagedCollectionError as exc:
+            raise ValueError(f"{where} is damaged ({exc.what}); rebuild it: {how}") from None
+
     def finish_stage(self, stage: str, info: Optional[Mapping[str, Any]] = None) -> None:
         """Mark a stage finished (``info``: anything worth keeping, e.g. output counts)."""
         self._require_lock("finishing a stage")
         stages = self._stages()
         entry = {"finished": utc_now(), "command": self._command, "run_id": self._run_id}
+        if stage in self.SAMPLE_STAGES and self.samples_path.is_file():
+            entry["outputs"] = [self.samples_path.name]  # checked when the stage is run again (_check_samples)
         entry.update(_jsonable(dict(info or {})))
         stages[_check_stage(stage)] = entry
-        _write_json_atomic(self.path / self.STAGES_NAME, stages)
+        write_json_atomic(self.path / self.STAGES_NAME, stages, allow_nan=True)
 
     def clear_stage(self, stage: str) -> None:
         """Forget that a stage finished."""
         self._require_lock("clearing a stage")
         stages = self._stages()
         if stages.pop(_check_stage(stage), None) is not None:
-            _write_json_atomic(self.path / self.STAGES_NAME, stages)
+            write_json_atomic(self.path / self.STAGES_NAME, stages, allow_nan=True)
 
     # --- checkpoints ---------------------------------------------------------------------------------------
 

@@ -14,8 +14,6 @@ what a resumed run does (its rows come from the checkpoint, so rows written afte
 """
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Union
 
@@ -23,6 +21,7 @@ import h5py
 import numpy as np
 
 from synthcore.dataset.collection import open_error
+from synthcore.fileio import atomic_path
 
 __all__ = ["FORMAT", "STAT_NAMES", "StatsFile", "read_stats", "write_stats"]
 
@@ -172,14 +171,5 @@ def write_stats(
     attrs: Optional[Mapping[str, Any]] = None,
 ) -> None:
     """Write a complete stats file from ``rows`` atomically (temporary file, then rename over ``path``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with StatsFile.create(tmp, attrs, overwrite=True) as s:
-            s.extend(rows, iterations)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, StatsFile.create(tmp, attrs, overwrite=True) as s:
+        s.extend(rows, iterations)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from synthcore import __version__
+from synthcore.fileio import atomic_path
 
 __all__ = ["FORMAT", "LatentDirection", "disco_offsets", "read_directions", "write_directions"]
 
@@ -65,9 +66,11 @@ def write_directions(
     names = [d.name for d in directions]
     if len(set(names)) != len(names):
         raise ValueError(f"direction names must be unique, got {names}")
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
+    for d in directions:  # every name and size is checked before anything is written
+        _check_name(d.name)
+        if d.normal.numel() != w_dim:
+            raise ValueError(f"direction {d.name!r} has {d.normal.numel()} values, expected {w_dim}")
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update(
             {
                 "format": FORMAT,
@@ -81,16 +84,12 @@ def write_directions(
         f.attrs.update(attrs)
         group = f.create_group("directions")
         for d in directions:
-            _check_name(d.name)
-            if d.normal.numel() != w_dim:
-                raise ValueError(f"direction {d.name!r} has {d.normal.numel()} values, expected {w_dim}")
             g = group.create_group(d.name)
             g.create_dataset("normal", data=d.normal.detach().cpu().float().reshape(-1).numpy())
             g.attrs.update({"category": d.category, "neg_mean": float(d.neg_mean), "pos_mean": float(d.pos_mean)})
             for key in ("neg_std", "pos_std"):
                 if getattr(d, key) is not None:
                     g.attrs[key] = float(getattr(d, key))
-    tmp.replace(path)
 
 
 def read_directions(path: Union[str, Path], w_dim: Optional[int] = None) -> List[LatentDirection]:

@@ -4,35 +4,39 @@ For reference identity i with latent ``w_ref,i`` and embedding ``e_ref,i``, A va
 ``w_ref,i + sigma0 xi_ia`` (DisCo adds ``sum_d u_iad D_d``, u ~ U(-1/2, 1/2), D_d the latent-direction offsets of
 ``directions.py``). Each of ``iterations`` steps applies:
 
-- embedding pull-back, through generator and embedder: ``U_e = sum_a k_e/4 d(e_ia, e_ref,i)^2`` (angle d);
+- embedding pull-back, through generator and embedder: ``U_e = sum_a k_e/4 d(e_ia, e_ref,i)^2`` (d the
+  embedder's identity distance: angle, or Euclidean for dlib; ``identity.metric``);
 - latent soft-sphere repulsion among the A variations of an identity, in W:
   ``U_w = sum_{a != b} k_w/4 (r_w - |w_ia - w_ib|)^2 [|w_ia - w_ib| < r_w]`` (ordered pairs; its gradient is the
   ``synthcore.ops.pairwise`` l2 gradient with stiffness k_w, restricted to each identity's group);
 - confinement to the mean latent ``k_g (w_avg - w_ia)``;
-- the Euler-Maruyama update ``w <- w + dt/mu F + sqrt(dt)/mu eta xi`` (``langevin_update``, noise keyed by
-  (seed, step, global row = identity * A + a)).
+- the Euler-Maruyama update ``w <- w + dt/mu F + sqrt(dt)/mu eta xi`` (``driver.euler_maruyama``, noise keyed
+  by (seed, step, global row = identity * A + a)).
 
 The published code adds its random force as ``dt/mu eta xi`` (not scaled by sqrt(dt), unlike its Langevin);
 synthcore uses the consistent sqrt(dt) scaling, and its default ``eta = 0.05 sqrt(0.05)`` makes the per-step noise
 at the default dt = 0.05 equal to the published runs'. With ``dt=None`` the step is adaptive per identity:
 ``tau mu min_{a<b} |w_ia - w_ib| / max_a |F_ia|``.
 
-Every identity's trajectory depends only on its own rows, so batching over rows is exact, and the whole state is
-checkpointed every K steps for a bit-exact resume.
+Every identity's trajectory depends only on its own rows, so batching over rows is exact. The loop, checkpoints
+(the whole state every K steps, for a bit-exact resume), statistics rows and progress are those of the step
+driver shared with Langevin (``driver.py``). The W repulsion's pairwise pass also gives the step's W-distance
+statistics and the adaptive step's closest pairs (measured once).
 """
 
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
-from synthcore.embedding import angle
+from synthcore.identity import driver
+from synthcore.identity.metric import require_embedder_metric, row_distance, squared_distance
 from synthcore.identity.pipeline import FacePipeline, batches
 from synthcore.identity.seeds import derive_seed, normal_rows, uniform_rows
-from synthcore.identity.stats import NAN_FORCES, distance_stats, norm_stats
-from synthcore.ops import langevin_noise, langevin_update, pairwise
+from synthcore.identity.stats import distance_stats
+from synthcore.ops import PairwiseResult, pairwise
 from synthcore.progress import Progress
 
 __all__ = [
@@ -45,8 +49,6 @@ __all__ = [
     "run_dispersion",
     "variation_labels",
 ]
-
-CheckpointFn = Callable[[int, Dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -65,33 +67,23 @@ class DispersionConfig:
     dt: Optional[float] = 0.05  # None = adaptive per identity
     tau: float = 0.3
     sigma0: float = 0.2  # initial spread around the reference latent
-    ict: float = 1.4  # threshold of the prop_ict statistic (radians)
+    ict: float = 1.4  # threshold of the prop_ict statistic (in the metric's unit)
     disco: bool = False  # DisCo initial offsets (needs directions)
     pose_scale: float = 1.0
     illumination_scale: float = 1.0
     expression_scale: float = 1.0
     seed: int = 0
+    metric: str = "angle"  # identity distance of the embedder: "angle" (ArcFace-type) or "l2" (dlib)
 
     def __post_init__(self) -> None:
+        driver.check_step_settings(self, ("k_e", "k_w", "r_w", "k_g", "eta", "tau", "sigma0", "ict"))
         if self.num_variations < 1:
             raise ValueError(f"num_variations must be >= 1, got {self.num_variations}")
-        if self.iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
-        for name in ("k_e", "k_w", "r_w", "k_g", "eta", "tau", "sigma0", "ict"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {v}")
         for name in ("pose_scale", "illumination_scale", "expression_scale"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be finite")
-        if not (math.isfinite(self.mu) and self.mu > 0):
-            raise ValueError(f"mu must be > 0, got {self.mu}")
-        if self.dt is not None and not (math.isfinite(self.dt) and self.dt > 0):
-            raise ValueError(f"dt must be > 0 (or None for the adaptive step), got {self.dt}")
         if self.dt is None and (self.tau <= 0 or self.num_variations < 2):
             raise ValueError("the adaptive time step needs tau > 0 and at least 2 variations per identity")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -153,24 +145,33 @@ def embedding_forces(
     k_e: float,
     batch: int,
     progress: Optional[Progress] = None,
+    metric: str = "angle",
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """-dU_e/dw [R, w_dim] of the pull towards each row's reference embedding, and the embeddings of ``w``."""
     forces = torch.empty_like(w)
     embs = torch.empty(w.shape[0], e_ref_rows.shape[1], device=w.device)
     for lo, hi in batches(w.shape[0], batch):
         ref = e_ref_rows[lo:hi]
-        e, g = pipe.backprop_potential(w[lo:hi], lambda e, ref=ref: (0.25 * k_e * angle(e, ref) ** 2).sum())
+        e, g = pipe.backprop_potential(
+            w[lo:hi], lambda e, ref=ref: (0.25 * k_e * squared_distance(e, ref, metric)).sum()
+        )
         forces[lo:hi], embs[lo:hi] = -g, e
         if progress is not None:
             progress.update(hi - lo)
     return forces, embs
 
 
+def _latent_pairs(
+    w: torch.Tensor, groups: torch.Tensor, k_w: float, r_w: float, impl: Optional[str] = None
+) -> PairwiseResult:
+    return pairwise(w, None, metric="l2", r0=r_w, k=k_w, exclude_self=True, q_groups=groups, impl=impl)
+
+
 def latent_repulsion(
     w: torch.Tensor, groups: torch.Tensor, k_w: float, r_w: float, impl: Optional[str] = None
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """(-dU_w/dw [R, w_dim], per-row minimum intra-group W distance [R]) of the soft-sphere repulsion in W."""
-    res = pairwise(w, None, metric="l2", r0=r_w, k=k_w, exclude_self=True, q_groups=groups, impl=impl)
+    res = _latent_pairs(w, groups, k_w, r_w, impl)
     return -res.grad, res.dist_min
 
 
@@ -183,10 +184,19 @@ def _adaptive_dt(d_min: torch.Tensor, drift: torch.Tensor, a: int, cfg: Dispersi
     return cfg.tau * cfg.mu * dmin / fmax
 
 
-def _embedding_row(t, e, w, w_avg, e_ref_rows, groups, cfg, impl) -> Dict[str, float]:
-    """Intra-identity statistics of step t, and the angles to each row's reference (``refd_*``)."""
-    row = distance_stats(e, w, w_avg, cfg.ict, groups=groups, impl=impl)
-    ref_d = angle(e, e_ref_rows).double()
+def _embedding_row(
+    e: torch.Tensor,
+    w: torch.Tensor,
+    w_avg: torch.Tensor,
+    e_ref_rows: torch.Tensor,
+    groups: torch.Tensor,
+    cfg: DispersionConfig,
+    impl: Optional[str],
+    latent: Optional[PairwiseResult] = None,
+) -> Dict[str, float]:
+    """Intra-identity statistics, and the distances to each row's reference (``refd_*``)."""
+    row = distance_stats(e, w, w_avg, cfg.ict, groups=groups, impl=impl, latent=latent, metric=cfg.metric)
+    ref_d = row_distance(e, e_ref_rows, cfg.metric).double()
     row.update({"refd_min": float(ref_d.min()), "refd_avg": float(ref_d.mean()), "refd_max": float(ref_d.max())})
     return row
 
@@ -204,8 +214,8 @@ def dispersion_iteration(
     progress: Optional[Progress] = None,
     per_identity: bool = False,
 ) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, float]]:
-    """Step t of Dispersion from latents ``w`` [N * A, w_dim] (identity-major) with reference embeddings ``e_ref``
-    [N, e] and identity ids [N]. Returns (w_{t+1}, embeddings of w_t, stats row).
+    """Step t of Dispersion from latents ``w`` [N * A, w_dim] (identity-major, float32) with reference embeddings
+    ``e_ref`` [N, e] and identity ids [N]. Returns (w_{t+1}, embeddings of w_t, stats row).
 
     ``per_identity=True`` runs the networks one identity at a time with its A variations as the batch, as the
     published code does (the baseline of ``benchmarks/bench_langevin.py``; same maths).
@@ -219,55 +229,78 @@ def dispersion_iteration(
         f_e, e = torch.empty_like(w), torch.empty_like(e_ref_rows)
         for i in range(n):
             sl = slice(i * a, (i + 1) * a)
-            f_e[sl], e[sl] = embedding_forces(pipe, w[sl], e_ref_rows[sl], cfg.k_e, a, progress)
+            f_e[sl], e[sl] = embedding_forces(pipe, w[sl], e_ref_rows[sl], cfg.k_e, a, progress, cfg.metric)
     else:
-        f_e, e = embedding_forces(pipe, w, e_ref_rows, cfg.k_e, batch, progress)
-    row = _embedding_row(t, e, w, w_avg, e_ref_rows, groups, cfg, impl)
-    f_w, d_min = latent_repulsion(w, groups, cfg.k_w, cfg.r_w, impl)
-    f_g = cfg.k_g * (w_avg - w)
+        f_e, e = embedding_forces(pipe, w, e_ref_rows, cfg.k_e, batch, progress, cfg.metric)
+    # One pairwise pass over the W pairs: the repulsion, the W-distance statistics and the closest pairs.
+    lat = _latent_pairs(w, groups, cfg.k_w, cfg.r_w, impl)
+    row = _embedding_row(e, w, w_avg, e_ref_rows, groups, cfg, impl, lat)
+    f_w = -lat.grad
+    family = pipe.generator
+    f_g = family.confine(w, w_avg, cfg.k_g)
     drift = f_e + f_w + f_g
     if cfg.dt is not None:
         dts = torch.full((n,), float(cfg.dt), dtype=torch.float64)
     else:
-        dts = _adaptive_dt(d_min, drift, a, cfg).cpu()
-    noise_seed = derive_seed(cfg.seed, "dispersion")
-    w_new, xi = torch.empty_like(w), torch.empty_like(w)
-    for lo, hi, off in _runs(identity_ids.cpu(), a):
-        xi[lo:hi] = langevin_noise(hi - lo, w.shape[1], noise_seed, t, off, w.dtype, dev, impl=impl)
-        # One update call per run of identities sharing a step (all of them, with a fixed dt).
-        i_lo, i_hi = lo // a, hi // a
-        steps = dts[i_lo:i_hi]
-        cuts = [i_lo] + [i_lo + j for j in range(1, i_hi - i_lo) if steps[j] != steps[j - 1]] + [i_hi]
-        for c_lo, c_hi in zip(cuts[:-1], cuts[1:]):
-            r_lo, r_hi = c_lo * a, c_hi * a
-            w_new[r_lo:r_hi] = langevin_update(
-                w[r_lo:r_hi],
-                f_e[r_lo:r_hi] + f_w[r_lo:r_hi],
-                w_avg,
-                dt=float(dts[c_lo]),
-                mu=cfg.mu,
-                k_l=cfg.k_g,
-                eta=cfg.eta,
-                seed=noise_seed,
-                step=t,
-                row_offset=off + (r_lo - lo),
-                impl=impl,
-            )
-    row.update(norm_stats("intf", f_e))
-    row.update(norm_stats("latf", f_w + f_g))
-    row.update(norm_stats("rndf", cfg.eta * xi))
-    row.update(norm_stats("totf", drift))
-    row["timestep"] = float(dts.mean())
+        dts = _adaptive_dt(lat.dist_min, drift, a, cfg).cpu()
+    w_new, xi = driver.euler_maruyama(
+        w, f_e + f_w, w_avg, dts.repeat_interleave(a), mu=cfg.mu, k_l=cfg.k_g, eta=cfg.eta,
+        seed=derive_seed(cfg.seed, "dispersion"), step=t, runs=list(_runs(identity_ids.cpu(), a)), impl=impl,
+        confinement=f_g,
+    )  # fmt: skip
+    # A shell family's variations keep their radius, moving only across the shell (StyleGAN2: unchanged).
+    w_new = family.project(w_new, w.norm(dim=1))
+    driver.add_force_stats(
+        row, interaction=f_e, latent=f_w + f_g, noise=cfg.eta * xi, total=drift, timestep=float(dts.mean())
+    )
     return w_new, e, row
 
 
-def _check_resume(state: Dict[str, Any], cfg: DispersionConfig, ids: torch.Tensor) -> None:
-    saved = state.get("config", {})
-    diff = [f"{k}: checkpoint {saved.get(k)!r} vs now {v!r}" for k, v in cfg.to_dict().items() if saved.get(k) != v]
-    if diff:
-        raise ValueError("the checkpoint was made with other settings (" + "; ".join(diff) + "); rerun with --force")
-    if not torch.equal(state["identity_ids"].cpu(), ids.cpu()):
-        raise ValueError("the checkpoint was made for other reference identities; rerun with --force")
+class _Dispersion(driver.StepAlgorithm):
+    """Dispersion's (or DisCo's) steps for :func:`drive`: carries nothing but the identity ids."""
+
+    label = "dispersion"
+
+    def __init__(
+        self,
+        pipe: FacePipeline,
+        cfg: DispersionConfig,
+        batch: int,
+        w_ref: torch.Tensor,
+        e_ref: torch.Tensor,
+        ids: torch.Tensor,
+        offsets: Optional[torch.Tensor],
+        impl: Optional[str],
+    ) -> None:
+        require_embedder_metric(cfg.metric, pipe.identity_metric, "the Dispersion config")
+        self.name = "disco" if cfg.disco else "dispersion"
+        self.pipe, self.cfg, self.batch = pipe, cfg, batch
+        self.w_ref, self.e_ref, self.ids, self.offsets, self.impl = w_ref, e_ref, ids, offsets, impl
+
+    def initial(self) -> torch.Tensor:
+        return initial_variations(self.w_ref, self.ids.to(self.pipe.device), self.cfg, self.offsets)
+
+    def restore(self, state: Dict[str, Any]) -> None:
+        if not torch.equal(state["identity_ids"].cpu(), self.ids.cpu()):
+            raise ValueError("the checkpoint was made for other reference identities; rerun with --force")
+
+    def carry(self) -> Dict[str, Any]:
+        return {"identity_ids": self.ids.clone()}
+
+    def network_rows(self, start: int) -> int:
+        return self.ids.shape[0] * self.cfg.num_variations * (self.cfg.iterations - start + 1)
+
+    def step(self, w: torch.Tensor, t: int, bar: Progress) -> Tuple[torch.Tensor, Dict[str, float]]:
+        w, _, row = dispersion_iteration(
+            self.pipe, w, t, self.cfg, self.e_ref, self.ids, batch=self.batch, impl=self.impl, progress=bar
+        )
+        return w, row
+
+    def embedding_row(self, t: int, e: torch.Tensor, w: torch.Tensor) -> Dict[str, float]:
+        a, dev = self.cfg.num_variations, w.device
+        groups = torch.arange(self.ids.shape[0], device=dev).repeat_interleave(a)
+        e_ref_rows = self.e_ref.repeat_interleave(a, dim=0)
+        return _embedding_row(e, w, self.pipe.w_avg.to(dev), e_ref_rows, groups, self.cfg, self.impl)
 
 
 def run_dispersion(
@@ -279,12 +312,12 @@ def run_dispersion(
     identity_ids: Optional[torch.Tensor] = None,
     directions: Optional[torch.Tensor] = None,
     batch: int = 64,
-    state: Optional[Dict[str, Any]] = None,
-    checkpoint: Optional[CheckpointFn] = None,
-    checkpoint_every: int = 5,
     impl: Optional[str] = None,
     progress: bool = True,
-    on_iteration: Optional[Callable[[int, Dict[str, float]], None]] = None,
+    state: Optional[Dict[str, Any]] = None,
+    checkpoint: Optional[driver.CheckpointFn] = None,
+    checkpoint_every: int = 5,
+    on_iteration: Optional[driver.IterationFn] = None,
 ) -> DispersionResult:
     """Run (or resume) Dispersion, or DisCo when ``cfg.disco`` (see the module docstring).
 
@@ -307,42 +340,11 @@ def run_dispersion(
     if cfg.disco != (directions is not None):
         raise ValueError("DisCo needs latent directions" if cfg.disco else "directions given but cfg.disco is off")
     w_ref, e_ref = w_ref.detach().float().to(dev), e_ref.detach().float().to(dev)
-    if state is None:
-        offsets = None if directions is None else directions.detach().float()
-        w, start, stats = initial_variations(w_ref, ids.to(dev), cfg, offsets), 0, []
-    else:
-        _check_resume(state, cfg, ids)
-        w, start, stats = state["w"].to(dev), int(state["step"]), [dict(r) for r in state["stats"]]
-
-    rows = n * a
-    with Progress(rows * (cfg.iterations - start + 1), "dispersion", enabled=progress) as bar:
-        for t in range(start, cfg.iterations):
-            w, _, row = dispersion_iteration(pipe, w, t, cfg, e_ref, ids, batch=batch, impl=impl, progress=bar)
-            stats.append(row)
-            if on_iteration is not None:
-                on_iteration(t, row)
-            if checkpoint is not None and checkpoint_every > 0 and (t + 1) % checkpoint_every == 0:
-                checkpoint(
-                    t + 1,
-                    {
-                        "algorithm": "disco" if cfg.disco else "dispersion",
-                        "step": t + 1,
-                        "w": w.cpu(),
-                        "identity_ids": ids.clone(),
-                        "stats": [dict(r) for r in stats],
-                        "config": cfg.to_dict(),
-                    },
-                )
-        # The last pass: embeddings and statistics of the final latents, no step.
-        e = pipe.embed_batched(w, batch, bar)
-        groups = torch.arange(n, device=dev).repeat_interleave(a)
-        row = _embedding_row(
-            cfg.iterations, e, w, pipe.w_avg.to(dev), e_ref.repeat_interleave(a, dim=0), groups, cfg, impl
-        )
-        row.update(NAN_FORCES)
-        row["timestep"] = math.nan
-        stats.append(row)
-        if on_iteration is not None:
-            on_iteration(cfg.iterations, row)
+    offsets = None if directions is None else directions.detach().float()
+    algo = _Dispersion(pipe, cfg, batch, w_ref, e_ref, ids, offsets, impl)
+    w, e, stats = driver.drive(
+        algo, state=state, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
+        on_iteration=on_iteration,
+    )  # fmt: skip
     variation = torch.arange(a).repeat(n)
     return DispersionResult(w=w, embeddings=e, identity=ids.repeat_interleave(a), variation=variation, stats=stats)

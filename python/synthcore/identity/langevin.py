@@ -8,10 +8,11 @@ N latents ``w_i`` start at ``mapping(z_i, psi)``. Each iteration t:
    optional fixed set of external embeddings (e.g. real faces, to keep synthetic identities away from them);
 3. confinement ``k_l (w_avg - w_i)``; time step fixed or adaptive,
    ``dt = tau mu min_{i<j} |w_i - w_j| / max_i |F_i|``;
-4. Euler-Maruyama: ``w <- w + dt/mu F + sqrt(dt)/mu eta xi`` (``synthcore.ops.langevin_update``; xi keyed by
-   (seed, t, i)).
+4. Euler-Maruyama: ``w <- w + dt/mu F + sqrt(dt)/mu eta xi`` (``driver.euler_maruyama``, the arithmetic of
+   ``synthcore.ops.langevin_update``; xi keyed by (seed, t, i), drawn once for the update and the statistics).
 
-After ``iterations`` steps a last pass computes the final embeddings and statistics.
+After ``iterations`` steps a last pass computes the final embeddings and statistics. The loop, checkpoints,
+resume, statistics rows and progress are those of the step driver shared with Dispersion (``driver.py``).
 
 **Batching is exact.** Every ``U_i`` uses the other identities' embeddings of step 1, held fixed, and each
 embedding depends only on its own latent (networks in eval mode, constant synthesis noise). Hence for a batch B,
@@ -32,15 +33,16 @@ is never the default.
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from synthcore.embedding import angle_matrix
+from synthcore.identity import driver
+from synthcore.identity.metric import distance_matrix, require_embedder_metric
 from synthcore.identity.pipeline import FacePipeline, batches
 from synthcore.identity.seeds import derive_seed, normal_rows
-from synthcore.identity.stats import NAN_FORCES, distance_stats, norm_stats
-from synthcore.ops import adaptive_timestep, langevin_noise, langevin_update, pairwise
+from synthcore.identity.stats import distance_stats, latent_pairs
+from synthcore.ops import PairwiseResult, pairwise
 from synthcore.progress import Progress
 
 __all__ = [
@@ -53,8 +55,6 @@ __all__ = [
     "run_langevin",
 ]
 
-CheckpointFn = Callable[[int, Dict[str, Any]], None]
-
 
 @dataclass(frozen=True)
 class LangevinConfig:
@@ -63,37 +63,27 @@ class LangevinConfig:
     num_identities: int = 100
     iterations: int = 100
     k: float = 1.0  # repulsion stiffness
-    r0: float = 1.4  # repulsion radius (radians)
+    r0: float = 1.4  # repulsion radius (in the metric's unit; the ArcFace-type default: identity.metric)
     dt: Optional[float] = None  # fixed time step; None = adaptive
     tau: float = 0.3  # adaptive step: largest move / closest latent pair distance
     mu: float = 1.0  # viscosity
     eta: float = 0.01  # random force scale
     k_l: float = 0.1  # confinement to w_avg
     truncation_psi: float = 0.7  # of the initial latents
-    ict: float = 1.4  # inter-class threshold of the prop_ict statistic (radians)
+    ict: float = 1.4  # inter-class threshold of the prop_ict statistic (in the metric's unit)
     external_r0: Optional[float] = None  # repulsion radius from external embeddings (default r0)
     single_forward: bool = False
     seed: int = 0
+    metric: str = "angle"  # identity distance of the embedder: "angle" (ArcFace-type) or "l2" (dlib)
 
     def __post_init__(self) -> None:
         if self.num_identities < 2:
             raise ValueError(f"Langevin needs at least 2 identities, got {self.num_identities}")
-        if self.iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
-        for name in ("k", "r0", "tau", "eta", "k_l", "ict"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {v}")
-        if not (math.isfinite(self.mu) and self.mu > 0):
-            raise ValueError(f"mu must be > 0, got {self.mu}")
-        if self.dt is not None and not (math.isfinite(self.dt) and self.dt > 0):
-            raise ValueError(f"dt must be > 0 (or None for the adaptive step), got {self.dt}")
+        driver.check_step_settings(self, ("k", "r0", "tau", "eta", "k_l", "ict"))
         if self.dt is None and self.tau <= 0:
             raise ValueError("the adaptive time step needs tau > 0")
         if self.external_r0 is not None and not (math.isfinite(self.external_r0) and self.external_r0 >= 0):
             raise ValueError(f"external_r0 must be >= 0, got {self.external_r0}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -141,9 +131,9 @@ def interaction_forces(
     ext_r0 = cfg.r0 if cfg.external_r0 is None else cfg.external_r0
 
     def embedding_grad(e: torch.Tensor, keys: torch.Tensor, lo: int) -> torch.Tensor:
-        g = pairwise(e, keys, r0=cfg.r0, k=cfg.k, exclude_self=True, query_offset=lo, impl=impl).grad
+        g = pairwise(e, keys, metric=cfg.metric, r0=cfg.r0, k=cfg.k, exclude_self=True, query_offset=lo, impl=impl).grad
         if external is not None and external.shape[0]:
-            g = g + pairwise(e, external, r0=ext_r0, k=cfg.k, impl=impl).grad
+            g = g + pairwise(e, external, metric=cfg.metric, r0=ext_r0, k=cfg.k, impl=impl).grad
         return g
 
     forces = torch.empty_like(w)
@@ -183,21 +173,39 @@ def interaction_forces_per_identity(
         wi = w[i : i + 1].detach().clone().requires_grad_(True)
         with torch.enable_grad():
             ei = pipe.embed(wi)
-            d = angle_matrix(ei, torch.cat([keys[:i], keys[i + 1 :]]))
+            d = distance_matrix(ei, torch.cat([keys[:i], keys[i + 1 :]]), cfg.metric)
             u = torch.where(d < cfg.r0, 0.5 * cfg.k * (cfg.r0 - d) ** 2, torch.zeros_like(d)).sum()
             if external is not None and external.shape[0]:
-                dc = angle_matrix(ei, external)
+                dc = distance_matrix(ei, external, cfg.metric)
                 u = u + torch.where(dc < ext_r0, 0.5 * cfg.k * (ext_r0 - dc) ** 2, torch.zeros_like(dc)).sum()
             (g,) = torch.autograd.grad(u, wi)
         out[i] = -g[0]
     return out
 
 
-def _embedding_row(t, e, w, w_avg, cfg, external, impl) -> Dict[str, float]:
-    row = distance_stats(e, w, w_avg, cfg.ict, impl=impl)
+def _embedding_row(
+    e: torch.Tensor,
+    w: torch.Tensor,
+    w_avg: torch.Tensor,
+    cfg: LangevinConfig,
+    external: Optional[torch.Tensor],
+    impl: Optional[str],
+    latent: Optional[PairwiseResult] = None,
+) -> Dict[str, float]:
+    row = distance_stats(e, w, w_avg, cfg.ict, impl=impl, latent=latent, metric=cfg.metric)
     if external is not None and external.shape[0]:
-        row["ext_dist_min"] = float(pairwise(e, external, r0=0.0, need_grad=False, impl=impl).dist_min.min())
+        ext = pairwise(e, external, metric=cfg.metric, r0=0.0, need_grad=False, impl=impl)
+        row["ext_dist_min"] = float(ext.dist_min.min())
     return row
+
+
+def _adaptive_dt(d_min: float, drift: torch.Tensor, cfg: LangevinConfig) -> float:
+    """tau mu min_{i<j} |w_i - w_j| / max_i |F_i|: the largest move is a fraction tau of the closest latent pair's
+    distance (``ops.adaptive_timestep``, with the closest distance the step's statistics measured already)."""
+    f_max = float(drift.detach().norm(dim=1).max())
+    if f_max == 0:
+        raise ValueError("adaptive_timestep: every force is zero, the step is unbounded")
+    return cfg.tau * cfg.mu * d_min / f_max
 
 
 def langevin_iteration(
@@ -242,30 +250,79 @@ def langevin_iteration(
                 progress.update(n)
         else:
             f_int, _ = interaction_forces(pipe, w, e, cfg, batch, external, impl, progress)
-    row = _embedding_row(t, e, w, w_avg, cfg, external, impl)
-    f_lat = cfg.k_l * (w_avg - w)
+    # The W distances are measured once: for the statistics and for the adaptive step's closest pair.
+    lat = latent_pairs(w, impl=impl)
+    row = _embedding_row(e, w, w_avg, cfg, external, impl, lat)
+    family = pipe.generator
+    f_lat = family.confine(w, w_avg, cfg.k_l)
     drift = f_int + f_lat
-    dt = cfg.dt if cfg.dt is not None else adaptive_timestep(w, drift, cfg.tau, cfg.mu, impl=impl)
-    noise_seed = derive_seed(cfg.seed, "langevin")
-    xi = langevin_noise(n, w.shape[1], noise_seed, t, 0, w.dtype, dev, impl=impl)
-    row.update(norm_stats("intf", f_int))
-    row.update(norm_stats("latf", f_lat))
-    row.update(norm_stats("rndf", cfg.eta * xi))
-    row.update(norm_stats("totf", drift))
-    row["timestep"] = float(dt)
-    w_next = langevin_update(
-        w, f_int, w_avg, dt=dt, mu=cfg.mu, k_l=cfg.k_l, eta=cfg.eta, seed=noise_seed, step=t, impl=impl
-    )
+    dt = cfg.dt if cfg.dt is not None else _adaptive_dt(float(lat.dist_min.min()), drift, cfg)
+    w_next, xi = driver.euler_maruyama(
+        w, f_int, w_avg, dt, mu=cfg.mu, k_l=cfg.k_l, eta=cfg.eta, seed=derive_seed(cfg.seed, "langevin"), step=t,
+        runs=[(0, n, 0)], impl=impl, confinement=f_lat,
+    )  # fmt: skip
+    # Families whose faces live on a shell of the latent space (the DCGAN's Gaussian z) keep each latent's radius,
+    # so identities move only across the shell; StyleGAN2 returns w_next unchanged.
+    w_next = family.project(w_next, w.norm(dim=1))
+    driver.add_force_stats(row, interaction=f_int, latent=f_lat, noise=cfg.eta * xi, total=drift, timestep=dt)
     return w_next, e, row, (e if cfg.single_forward else None)
 
 
-def _check_resume(state: Dict[str, Any], cfg: LangevinConfig, w_dim: int) -> None:
-    saved = state.get("config", {})
-    diff = [f"{k}: checkpoint {saved.get(k)!r} vs now {v!r}" for k, v in cfg.to_dict().items() if saved.get(k) != v]
-    if diff:
-        raise ValueError("the checkpoint was made with other settings (" + "; ".join(diff) + "); rerun with --force")
-    if state["w"].shape != (cfg.num_identities, w_dim):
-        raise ValueError(f"checkpoint latents {list(state['w'].shape)} do not fit this generator (w_dim {w_dim})")
+class _Langevin(driver.StepAlgorithm):
+    """Langevin's steps for :func:`drive`: carries the labels c and the single-forward variant's keys."""
+
+    name = label = "langevin"
+
+    def __init__(
+        self,
+        pipe: FacePipeline,
+        cfg: LangevinConfig,
+        batch: int,
+        external: Optional[torch.Tensor],
+        impl: Optional[str],
+        hold_graphs: Optional[int],
+    ) -> None:
+        require_embedder_metric(cfg.metric, pipe.identity_metric, "the Langevin config")
+        self.pipe, self.cfg, self.batch = pipe, cfg, batch
+        self.external, self.impl, self.hold_graphs = external, impl, hold_graphs
+        self.c: Optional[torch.Tensor] = None
+        self.keys: Optional[torch.Tensor] = None
+
+    def initial(self) -> torch.Tensor:
+        _, self.c, w = initial_latents(self.pipe, self.cfg.num_identities, self.cfg.seed, self.cfg.truncation_psi)
+        return w
+
+    def restore(self, state: Dict[str, Any]) -> None:
+        n, w_dim, dev = self.cfg.num_identities, self.pipe.w_dim, self.pipe.device
+        if state["w"].shape != (n, w_dim):
+            raise ValueError(f"checkpoint latents {list(state['w'].shape)} do not fit this generator (w_dim {w_dim})")
+        self.c = None if state.get("c") is None else state["c"].to(dev)
+        self.keys = None if state.get("keys") is None else state["keys"].to(dev)
+
+    def carry(self) -> Dict[str, Any]:
+        return {
+            "c": None if self.c is None else self.c.cpu(),
+            "keys": None if self.keys is None else self.keys.cpu(),
+        }
+
+    def network_rows(self, start: int) -> int:
+        # Two passes per step (one with the single-forward variant or all graphs held), one at the end, and
+        # the single-forward variant's first keys.
+        cfg, n = self.cfg, self.cfg.num_identities
+        remaining = cfg.iterations - start
+        first_keys = int(cfg.single_forward and self.keys is None and remaining > 0)
+        one_pass = cfg.single_forward or n <= (self.batch if self.hold_graphs is None else self.hold_graphs)
+        return n * (remaining * (1 if one_pass else 2) + 1 + first_keys)
+
+    def step(self, w: torch.Tensor, t: int, bar: Progress) -> Tuple[torch.Tensor, Dict[str, float]]:
+        w, _, row, self.keys = langevin_iteration(
+            self.pipe, w, t, self.cfg, batch=self.batch, keys=self.keys, external=self.external, impl=self.impl,
+            progress=bar, hold_graphs=self.hold_graphs,
+        )  # fmt: skip
+        return w, row
+
+    def embedding_row(self, t: int, e: torch.Tensor, w: torch.Tensor) -> Dict[str, float]:
+        return _embedding_row(e, w, self.pipe.w_avg.to(w.device), self.cfg, self.external, self.impl)
 
 
 def run_langevin(
@@ -275,11 +332,11 @@ def run_langevin(
     batch: int = 16,
     external: Optional[torch.Tensor] = None,
     state: Optional[Dict[str, Any]] = None,
-    checkpoint: Optional[CheckpointFn] = None,
+    checkpoint: Optional[driver.CheckpointFn] = None,
     checkpoint_every: int = 10,
     impl: Optional[str] = None,
     progress: bool = True,
-    on_iteration: Optional[Callable[[int, Dict[str, float]], None]] = None,
+    on_iteration: Optional[driver.IterationFn] = None,
     hold_graphs: Optional[int] = None,
 ) -> LangevinResult:
     """Run (or resume) Langevin. See the module docstring for the algorithm.
@@ -292,63 +349,22 @@ def run_langevin(
         state: a checkpoint dict from ``checkpoint`` to resume from (must come from the same ``cfg``).
         checkpoint: ``checkpoint(step, state)`` is called after every ``checkpoint_every`` steps with everything
             needed to resume bit-exactly (a dict of tensors, numbers and strings).
-        impl: op implementation for pairwise, the update and synthesis.
+        impl: op implementation for pairwise, the noise and synthesis.
         progress: show progress bars on stderr.
         on_iteration: called with (iteration, stats row) after each iteration.
         hold_graphs: identities whose autograd graphs may be held at once (default ``batch``); when all N fit, a
             step runs one forward pass per identity instead of two, with the same result.
     """
-    n, dev = cfg.num_identities, pipe.device
     if external is not None:
-        external = external.detach().float().to(dev)
+        external = external.detach().float().to(pipe.device)
         if external.ndim != 2 or external.shape[1] != pipe._embedding_size():
             raise ValueError(
                 f"external embeddings must be [M, {pipe._embedding_size()}] (the embedder's size), "
                 f"got {list(external.shape)}"
             )
-    if state is None:
-        _, c, w = initial_latents(pipe, n, cfg.seed, cfg.truncation_psi)
-        start, keys, stats = 0, None, []
-    else:
-        _check_resume(state, cfg, pipe.w_dim)
-        w = state["w"].to(dev)
-        c = None if state.get("c") is None else state["c"].to(dev)
-        keys = None if state.get("keys") is None else state["keys"].to(dev)
-        start, stats = int(state["step"]), [dict(r) for r in state["stats"]]
-
-    # Rows through the networks: two passes per step (one with the single-forward variant), one at the end.
-    remaining = cfg.iterations - start
-    first_keys = int(cfg.single_forward and keys is None and remaining > 0)
-    one_pass = cfg.single_forward or n <= (batch if hold_graphs is None else hold_graphs)
-    total = n * (remaining * (1 if one_pass else 2) + 1 + first_keys)
-    with Progress(total, "langevin", enabled=progress) as bar:
-        for t in range(start, cfg.iterations):
-            w, e, row, keys = langevin_iteration(
-                pipe, w, t, cfg, batch=batch, keys=keys, external=external, impl=impl, progress=bar,
-                hold_graphs=hold_graphs,
-            )  # fmt: skip
-            stats.append(row)
-            if on_iteration is not None:
-                on_iteration(t, row)
-            if checkpoint is not None and checkpoint_every > 0 and (t + 1) % checkpoint_every == 0:
-                checkpoint(
-                    t + 1,
-                    {
-                        "algorithm": "langevin",
-                        "step": t + 1,
-                        "w": w.cpu(),
-                        "c": None if c is None else c.cpu(),
-                        "keys": None if keys is None else keys.cpu(),
-                        "stats": [dict(r) for r in stats],
-                        "config": cfg.to_dict(),
-                    },
-                )
-        # The last pass: embeddings and statistics of the final latents, no step.
-        e = pipe.embed_batched(w, batch, bar)
-        row = _embedding_row(cfg.iterations, e, w, pipe.w_avg.to(dev), cfg, external, impl)
-        row.update(NAN_FORCES)
-        row["timestep"] = math.nan
-        stats.append(row)
-        if on_iteration is not None:
-            on_iteration(cfg.iterations, row)
-    return LangevinResult(w=w, embeddings=e, c=c, stats=stats)
+    algo = _Langevin(pipe, cfg, batch, external, impl, hold_graphs)
+    w, e, stats = driver.drive(
+        algo, state=state, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
+        on_iteration=on_iteration,
+    )  # fmt: skip
+    return LangevinResult(w=w, embeddings=e, c=algo.c, stats=stats)

@@ -1,10 +1,13 @@
-"""``FacePipeline``: W latents to images to identity embeddings, batched, with gradients back to W.
+"""``FacePipeline``: latents to images to identity embeddings, batched, with gradients back to the latents.
 
-The identity algorithms move latents ``w`` [N, w_dim] of a StyleGAN2-family generator. One latent drives every
-synthesis layer (``ws = w`` repeated ``num_ws`` times), the image is cropped to the recognition frame, and the
-face-recognition network gives the identity embedding (raw, not normalised). Both networks run in eval mode with
-frozen parameters, and synthesis noise is ``const`` by default, so an embedding is a deterministic function of its
-own latent alone: that is what makes batched gradients equal to per-identity ones (see ``langevin.py``).
+The identity algorithms move latents ``w`` [N, w_dim] of a generator seen through the generic family interface
+(``synthcore.nets.generators``: StyleGAN2, where one w drives every synthesis layer; the DCGAN, where w = z). The
+frame goes to the recognition crop the way the family states: a fixed crop preset, or per-image detected
+landmarks (computed once per image without gradient, then the differentiable chip warp); the face-recognition
+network gives the identity embedding (raw, not normalised). Both networks run in eval mode with frozen
+parameters, and synthesis noise is ``const`` by default, so an embedding is a deterministic function of its own
+latent alone: that is what makes batched gradients equal to per-identity ones (see ``langevin.py``). New
+generator families plug in through ``synthcore.nets.generators`` without touching the algorithms.
 """
 
 from typing import Callable, Iterator, Optional, Tuple
@@ -13,9 +16,13 @@ import torch
 from torch import nn
 
 from synthcore.embedding import Crop, prepare
+from synthcore.identity.metric import IdentityMetric, identity_metric
+from synthcore.nets.generators import GeneratorFamily, LandmarkAlignment, as_generator
 from synthcore.progress import Progress
 
-__all__ = ["FacePipeline", "batches"]
+__all__ = ["AUTO_CROP", "FacePipeline", "batches", "landmark_alignment"]
+
+AUTO_CROP = "auto"  # the generator family's own way to the recognition crop
 
 NOISE_MODES = ("const", "none")
 
@@ -35,17 +42,34 @@ def batches(n: int, batch: int) -> Iterator[Tuple[int, int]]:
         yield lo, min(n, lo + batch)
 
 
+def landmark_alignment(family: GeneratorFamily, embedder: nn.Module) -> LandmarkAlignment:
+    """Detected-landmark alignment for ``family``'s frames onto ``embedder``'s chips, with the installed dlib MMOD
+    detector and 5-point predictor (``synthcore models install dlib-mmod-detector dlib-shape-predictor-5``)."""
+    from synthcore.models import model_path
+    from synthcore.nets.dlib.mmod import MMODDetector
+    from synthcore.nets.dlib.shape_predictor import ShapePredictor
+
+    size = int(getattr(embedder, "input_size", 150))
+    detector = MMODDetector.load(model_path("dlib-mmod-detector"))
+    predictor = ShapePredictor.load(model_path("dlib-shape-predictor-5"))
+    # Small frames (the DCGAN's 64 px) hold faces below the detector's 40-80 px window: upsample once.
+    upsample = 1 if family.img_resolution < 128 else 0
+    return LandmarkAlignment(detector, predictor, size=size, upsample=upsample, fallback=family.frame.landmarks5)
+
+
 class FacePipeline:
-    """Generator + crop + embedder, as one map from W latents to identity embeddings.
+    """Generator + crop + embedder, as one map from latents w to identity embeddings.
 
     Args:
-        generator: object with ``mapping(z, c, truncation_psi=...)``, ``synthesis(ws, noise_mode=..., impl=...)``
-            and attributes ``z_dim, c_dim, w_dim, num_ws, img_resolution, img_channels``, buffer
-            ``mapping.w_avg`` (``synthcore.nets.stylegan2.Generator``).
+        generator: a generator network (``synthcore.nets.stylegan2.Generator``, ``synthcore.nets.dcgan.
+            DCGANGenerator``, anything with StyleGAN2's ``mapping`` / ``synthesis`` interface) or a family adapter
+            (``synthcore.nets.generators.GeneratorFamily``).
         embedder: module mapping crops [N, 3, S, S] (RGB, [-1, 1]) to raw features [N, e]
-            (``synthcore.nets.embedders.Embedder``).
-        crop: how generator frames become recognition crops: a ``synthcore.align.fixed_crop`` preset (default
-            ``"arcface"``, for FFHQ-aligned generators), a callable, or None (the embedder takes the frames).
+            (``synthcore.nets.embedders.Embedder``); its ``metric`` / ``threshold`` give :attr:`identity_metric`.
+        crop: how generator frames become recognition crops: ``"auto"`` (default: the family's way; ``arcface``
+            for StyleGAN2, detected landmarks for the DCGAN), a ``synthcore.align.fixed_crop`` preset,
+            ``"landmarks"`` (detected landmarks with the installed dlib models), a callable (e.g. a
+            ``LandmarkAlignment``), or None (the embedder takes the frames).
         noise_mode: synthesis noise, ``"const"`` (the generator's stored noise; default) or ``"none"``. Random
             noise is not offered: it would make embeddings differ from those of the saved images.
         impl: op implementation passed to synthesis (None, "native" or "reference").
@@ -62,7 +86,7 @@ class FacePipeline:
         self,
         generator: nn.Module,
         embedder: nn.Module,
-        crop: Crop = "arcface",
+        crop: Crop = AUTO_CROP,
         noise_mode: str = "const",
         impl: Optional[str] = None,
         generator_batch: Optional[int] = None,
@@ -73,63 +97,67 @@ class FacePipeline:
             raise ValueError(f"generator_batch must be an integer >= 1 or None, got {generator_batch!r}")
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-        channels = int(getattr(generator, "img_channels", 3))
-        if channels != 3:
-            raise ValueError(f"the generator makes {channels}-channel images; identity embedders need RGB (3)")
-        self.G = generator.eval().requires_grad_(False)
+        family = as_generator(generator)
+        if family.img_channels != 3:
+            raise ValueError(
+                f"the generator makes {family.img_channels}-channel images; identity embedders need RGB (3)"
+            )
+        family.module.eval().requires_grad_(False)
+        self.generator = family
+        self.G = family.module
         self.E = embedder.eval().requires_grad_(False)
+        if crop == AUTO_CROP:
+            crop = family.frame.crop if family.frame.alignment == "fixed" else "landmarks"
+        if crop == "landmarks":
+            crop = landmark_alignment(family, embedder)
         self.crop = crop
         self.noise_mode = noise_mode
         self.impl = impl
         self.input_size = int(getattr(embedder, "input_size", 112))
         self.generator_batch = generator_batch
+        self.identity_metric: IdentityMetric = identity_metric(embedder)
         self._feature_bytes = self._largest_feature_bytes()  # fixed by the architecture: once, not per call
 
     # --- facts about the generator ------------------------------------------------------------------------
 
     @property
     def device(self) -> torch.device:
-        return self.G.mapping.w_avg.device
+        return self.generator.device
 
     @property
     def w_dim(self) -> int:
-        return int(self.G.w_dim)
+        return self.generator.w_dim
 
     @property
     def z_dim(self) -> int:
-        return int(self.G.z_dim)
+        return self.generator.z_dim
 
     @property
     def c_dim(self) -> int:
-        return int(self.G.c_dim)
+        return self.generator.c_dim
 
     @property
     def w_avg(self) -> torch.Tensor:
-        """The generator's tracked mean latent, [w_dim], float32."""
-        return self.G.mapping.w_avg.detach().float()
+        """The generator's mean latent (StyleGAN2: the tracked ``w_avg``; DCGAN: 0), [w_dim], float32."""
+        return self.generator.mean_latent()
 
     # --- maps ---------------------------------------------------------------------------------------------
 
     def map(self, z: torch.Tensor, c: Optional[torch.Tensor] = None, truncation_psi: float = 0.7) -> torch.Tensor:
-        """W latents [N, w_dim] of z [N, z_dim] (and labels c [N, c_dim]), truncated towards ``w_avg``."""
+        """Latents w [N, w_dim] of z [N, z_dim] (and labels c [N, c_dim]), truncated towards the mean latent."""
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must be [N, {self.z_dim}], got {list(z.shape)}")
-        if c is None:
-            c = z.new_zeros(z.shape[0], self.c_dim)
-        with torch.no_grad():
-            ws = self.G.mapping(z.to(self.device), c.to(self.device), truncation_psi=truncation_psi)
-        return ws[:, 0].float()
+        return self.generator.map(z, c, truncation_psi=truncation_psi)
 
     def images(self, w: torch.Tensor) -> torch.Tensor:
-        """Generator frames [N, 3, R, R] (nominally [-1, 1], not clipped) of W latents [N, w_dim]."""
+        """Generator frames [N, 3, R, R] (nominally [-1, 1], not clipped) of latents w [N, w_dim]."""
         if w.ndim != 2 or w.shape[1] != self.w_dim:
             raise ValueError(f"w must be [N, {self.w_dim}], got {list(w.shape)}")
-        ws = w.unsqueeze(1).expand(w.shape[0], int(self.G.num_ws), w.shape[1])
-        rows = self.generator_rows(ws.device)
-        if rows is None or ws.shape[0] <= rows:
-            return self.G.synthesis(ws, noise_mode=self.noise_mode, impl=self.impl)
-        parts = [self.G.synthesis(ws[lo:hi], noise_mode=self.noise_mode, impl=self.impl)
-                 for lo, hi in batches(ws.shape[0], rows)]  # fmt: skip
+        rows = self.generator_rows(w.device)
+        if rows is None or w.shape[0] <= rows:
+            return self.generator.synthesize(w, noise_mode=self.noise_mode, impl=self.impl)
+        parts = [self.generator.synthesize(w[lo:hi], noise_mode=self.noise_mode, impl=self.impl)
+                 for lo, hi in batches(w.shape[0], rows)]  # fmt: skip
         return torch.cat(parts)
 
     def generator_rows(self, device: torch.device) -> Optional[int]:
@@ -142,15 +170,8 @@ class FacePipeline:
         return None if largest is None else max(1, CPU_GENERATOR_CHUNK_BYTES // largest)
 
     def _largest_feature_bytes(self) -> Optional[int]:
-        """Bytes per image of the synthesis network's largest float32 feature map (StyleGAN2 layout), or None."""
-        synthesis = self.G.synthesis
-        sizes = []
-        for res in getattr(synthesis, "block_resolutions", ()):
-            conv = getattr(getattr(synthesis, f"b{res}", None), "conv1", None)
-            weight = getattr(conv, "weight", None)
-            if isinstance(weight, torch.Tensor):
-                sizes.append(int(weight.shape[0]) * int(res) ** 2 * 4)
-        return max(sizes) if sizes else None
+        """Bytes per image of the generator's largest float32 feature map, or None (unknown layout)."""
+        return self.generator.largest_feature_bytes()
 
     def crops(self, images: torch.Tensor) -> torch.Tensor:
         """Recognition crops of generator frames (what the embedder sees)."""

@@ -16,13 +16,18 @@ from typing import Dict, List, Optional
 
 import torch
 
-from synthcore.embedding import angle_matrix
 from synthcore.identity.langevin import initial_latents
+from synthcore.identity.metric import check_metric, distance_matrix
 from synthcore.identity.pipeline import FacePipeline
 from synthcore.ops import pairwise
 from synthcore.progress import Progress
 
-__all__ = ["ReferenceSet", "sample_random", "sample_reject"]
+__all__ = ["RejectExhausted", "ReferenceSet", "sample_random", "sample_reject"]
+
+
+class RejectExhausted(RuntimeError, ValueError):
+    """``sample_reject`` ran out of candidates: the settings (``ict``, ``max_candidates``) ask too much. A
+    ``ValueError`` too, so the command line reports it as a bad option rather than a bug."""
 
 
 @dataclass
@@ -62,16 +67,21 @@ def sample_reject(
     max_candidates: Optional[int] = None,
     impl: Optional[str] = None,
     progress: bool = True,
+    metric: str = "angle",
 ) -> ReferenceSet:
-    """Rejection sampling: every pair of accepted identities is at least ``ict`` radians apart.
+    """Rejection sampling: every pair of accepted identities is at least ``ict`` apart (``metric``: the
+    embedder's identity distance, radians for "angle"; see ``identity.metric``).
 
     ``max_candidates`` (default 1000 per identity) bounds the search; reaching it raises RuntimeError saying how
     many were accepted. Stats rows, one per accepted identity: ``candidates`` tried so far and ``time_total``.
     """
     if num_identities < 1:
         raise ValueError(f"num_identities must be >= 1, got {num_identities}")
-    if not (math.isfinite(ict) and 0 <= ict <= math.pi):
+    check_metric(metric)
+    if metric == "angle" and not (math.isfinite(ict) and 0 <= ict <= math.pi):
         raise ValueError(f"ict must be an angle in [0, pi], got {ict}")
+    if not (math.isfinite(ict) and ict >= 0):
+        raise ValueError(f"ict must be a finite distance >= 0, got {ict}")
     limit = 1000 * num_identities if max_candidates is None else int(max_candidates)
     zs, cs, ws, es, picked, stats = [], [], [], [], [], []
     accepted: Optional[torch.Tensor] = None
@@ -79,7 +89,7 @@ def sample_reject(
     with Progress(num_identities, "reject", enabled=progress) as bar:
         while len(picked) < num_identities:
             if tried >= limit:
-                raise RuntimeError(
+                raise RejectExhausted(
                     f"reject: only {len(picked)} of {num_identities} identities found in {limit} candidates at "
                     f"ict={ict} rad; lower --ict or raise --max-candidates"
                 )
@@ -90,8 +100,8 @@ def sample_reject(
             if accepted is None:
                 to_prev = torch.full((n,), math.inf, device=e.device)
             else:
-                to_prev = pairwise(e, accepted, r0=0.0, need_grad=False, impl=impl).dist_min
-            within = angle_matrix(e)
+                to_prev = pairwise(e, accepted, metric=metric, r0=0.0, need_grad=False, impl=impl).dist_min
+            within = distance_matrix(e, e, metric)
             taken: List[int] = []
             for k in range(n):
                 if len(picked) + len(taken) == num_identities:

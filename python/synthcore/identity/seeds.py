@@ -47,7 +47,8 @@ def uniform_rows(
     row_offset: int = 0,
     device: Union[str, torch.device] = "cpu",
 ) -> torch.Tensor:
-    """Uniforms on (low, high), [rows, dim]: the normal CDF of :func:`normal_rows` (exactly uniform in law)."""
+    """Uniforms on (low, high), [rows, dim]: the normal CDF of :func:`normal_rows` (exactly uniform in law;
+    rounding to float32 can put the rarest extremes, |normal| > 5.4 with probability ~1e-7, on low or high)."""
     x = normal_rows(rows, dim, seed, purpose, row_offset, device).double()
     u = 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
     return (low + (high - low) * u).float()

@@ -11,9 +11,9 @@ from typing import Dict, Optional
 
 import torch
 
-from synthcore.ops import pairwise_stats
+from synthcore.ops import PairwiseResult, pairwise, pairwise_stats, pairwise_summary
 
-__all__ = ["distance_stats", "norm_stats", "NAN_FORCES"]
+__all__ = ["NAN_FORCES", "distance_stats", "embedding_stats", "latent_pairs", "latent_stats", "norm_stats"]
 
 FORCE_NAMES = ("intf", "latf", "rndf", "totf")
 # The last row (embeddings of the final latents, no step taken) has no forces.
@@ -21,11 +21,52 @@ NAN_FORCES: Dict[str, float] = {f"{f}_{s}": math.nan for f in FORCE_NAMES for s 
 
 
 def norm_stats(name: str, x: torch.Tensor) -> Dict[str, float]:
-    """``{name_min, name_avg, name_max}`` of the row norms of x [N, d]."""
+    """``{name_min, name_avg, name_max}`` of the row norms of x [N, d] (in float64; NaN for no rows)."""
     n = x.detach().double().norm(dim=1)
     if n.numel() == 0:
         return {f"{name}_min": math.nan, f"{name}_avg": math.nan, f"{name}_max": math.nan}
     return {f"{name}_min": float(n.min()), f"{name}_avg": float(n.mean()), f"{name}_max": float(n.max())}
+
+
+def embedding_stats(
+    e: torch.Tensor,
+    threshold: float,
+    groups: Optional[torch.Tensor] = None,
+    impl: Optional[str] = None,
+    metric: str = "angle",
+) -> Dict[str, float]:
+    """``dist_{min,avg,max}`` embedding distances over all pairs (within ``groups`` when given) and ``prop_ict``,
+    the fraction of pairs at or beyond ``threshold``; ``metric``: the embedder's ("angle" radians, or "l2")."""
+    ang = pairwise_stats(e.float(), metric=metric, threshold=threshold, groups=groups, impl=impl)
+    return {"dist_min": ang["min"], "dist_avg": ang["mean"], "dist_max": ang["max"], "prop_ict": ang["frac_beyond"]}
+
+
+def latent_pairs(w: torch.Tensor, groups: Optional[torch.Tensor] = None, impl: Optional[str] = None) -> PairwiseResult:
+    """W-space L2 distances of every pair (within ``groups``), reduced per row, without forces: the input of
+    :func:`latent_stats`, and of the adaptive time step (its ``dist_min``), so a step measures them once."""
+    return pairwise(
+        w.float(),
+        None,
+        metric="l2",
+        r0=0.0,
+        r_count=0.0,
+        exclude_self=True,
+        q_groups=groups,
+        need_grad=False,
+        impl=impl,
+    )
+
+
+def latent_stats(pairs: PairwiseResult, w: torch.Tensor, w_avg: torch.Tensor) -> Dict[str, float]:
+    """``w2wd_{min,avg,max}`` from the W distances ``pairs`` of ``w`` (:func:`latent_pairs`, or the result of a W
+    repulsion over the same pairs) and ``wavg_avg``, the mean distance to ``w_avg``."""
+    lat = pairwise_summary(pairs)
+    return {
+        "w2wd_min": lat["min"],
+        "w2wd_avg": lat["mean"],
+        "w2wd_max": lat["max"],
+        "wavg_avg": float((w.double() - w_avg.double().to(w.device)).norm(dim=1).mean()),
+    }
 
 
 def distance_stats(
@@ -35,17 +76,11 @@ def distance_stats(
     threshold: float,
     groups: Optional[torch.Tensor] = None,
     impl: Optional[str] = None,
+    latent: Optional[PairwiseResult] = None,
+    metric: str = "angle",
 ) -> Dict[str, float]:
-    """Embedding-angle and W-distance statistics over all pairs (within ``groups`` when given)."""
-    ang = pairwise_stats(e.float(), metric="angle", threshold=threshold, groups=groups, impl=impl)
-    lat = pairwise_stats(w.float(), metric="l2", threshold=0.0, groups=groups, impl=impl)
-    return {
-        "dist_min": ang["min"],
-        "dist_avg": ang["mean"],
-        "dist_max": ang["max"],
-        "prop_ict": ang["frac_beyond"],
-        "w2wd_min": lat["min"],
-        "w2wd_avg": lat["mean"],
-        "w2wd_max": lat["max"],
-        "wavg_avg": float((w.double() - w_avg.double().to(w.device)).norm(dim=1).mean()),
-    }
+    """Embedding-angle and W-distance statistics over all pairs (within ``groups`` when given). ``latent``: the W
+    distances of ``w`` when the caller already has them (default: measured here)."""
+    if latent is None:
+        latent = latent_pairs(w, groups, impl)
+    return {**embedding_stats(e, threshold, groups, impl, metric), **latent_stats(latent, w, w_avg)}

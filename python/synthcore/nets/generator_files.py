@@ -5,9 +5,14 @@ names) and the stored gains/clamps of every layer, as either
 - ``.pt``: ``torch.save`` of a dict of plain data and tensors, read back with ``torch.load(weights_only=True)``;
 - ``.safetensors``: the tensors, with config, attributes and metadata as JSON strings in ``__metadata__``.
 Neither can carry code. Files are written atomically.
+
+Integrity: both carry ``content_sha256``, a SHA-256 over the config, attributes, metadata and every tensor (name,
+dtype, shape, bytes) in a canonical order (:func:`content_digest`); loading verifies it, so a damaged weight that
+still parses is reported instead of generating different images. Files written before the hash existed load
+unverified.
 """
 
-import io
+import hashlib
 import json
 import struct
 from pathlib import Path
@@ -15,13 +20,13 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
-from synthcore.imageio import write_atomic
+from synthcore.fileio import atomic_path, write_bytes_atomic
 from synthcore.nets import stylegan2
 from synthcore.nets.model_files import ModelFileError, load_safetensors, load_torch_file
-from synthcore.nets.persistence import SnapshotError
+from synthcore.nets.persistence import SnapshotError, check_graph
 from synthcore.nets.snapshot import load_network_pickle
 
-__all__ = ["FORMAT", "GeneratorFileError", "load_generator", "save_generator", "file_kind"]
+__all__ = ["FORMAT", "GeneratorFileError", "content_digest", "load_generator", "save_generator", "file_kind"]
 
 FORMAT = "synthcore.generator/1"
 _TORCH_TYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
@@ -29,6 +34,38 @@ _TORCH_TYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF1
 
 class GeneratorFileError(ModelFileError):
     """A generator file in synthcore's format that cannot be used (wrong format tag, bad config, ...)."""
+
+
+_HASHED = ("format", "config", "attributes", "metadata")  # payload fields covered by content_sha256
+
+
+def content_digest(payload: Dict[str, Any], tensors: Dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a generator file's content, independent of the container (.pt or .safetensors): the payload
+    fields as canonical JSON, then per tensor in name order its name, dtype, shape and raw bytes."""
+    h = hashlib.sha256()
+    fields = {k: payload.get(k) for k in _HASHED}
+    h.update(json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=True).encode("utf-8"))
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous().reshape(-1)
+        h.update(json.dumps([name, str(t.dtype), list(tensors[name].shape)]).encode("utf-8"))
+        if t.numel():
+            h.update(t.view(torch.uint8).numpy())  # the bytes as stored, for every dtype (bfloat16 included)
+    return h.hexdigest()
+
+
+def _verify(path: Path, stored: Any, payload: Dict[str, Any], tensors: Dict[str, torch.Tensor]) -> None:
+    if stored is None:
+        return  # written before synthcore stored hashes: nothing to check against
+    try:
+        actual = content_digest(payload, tensors)
+    except (TypeError, ValueError, RecursionError):  # a damaged config that is no longer JSON data
+        actual = "(not computable)"
+    if stored != actual:
+        raise GeneratorFileError(
+            f"{path}: damaged: its content does not match the checksum stored in it (stored "
+            f"{str(stored)[:16]}..., content {actual[:16]}...); re-create it with synthcore convert "
+            "from the snapshot it came from (with --overwrite)"
+        )
 
 
 def file_kind(path: Union[str, Path]) -> str:
@@ -86,8 +123,13 @@ def _load_torch(path: Path) -> stylegan2.Generator:
         found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
         raise GeneratorFileError(f"{path}: not a synthcore generator file (format {found!r}, expected {FORMAT!r})")
     sd = obj.get("state_dict")
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
         raise GeneratorFileError(f"{path}: state_dict is missing or holds non-tensors")
+    try:  # shared or deeply nested containers in the config would make hashing and checking it explode
+        check_graph(obj, sum(t.numel() for t in {id(t): t for t in sd.values()}.values()))
+    except SnapshotError as exc:
+        raise GeneratorFileError(f"{path}: {exc}") from None
+    _verify(path, obj.get("content_sha256"), obj, sd)
     return _build(obj.get("config"), sd, obj.get("attributes"), str(path))
 
 
@@ -96,11 +138,20 @@ def _load_safetensors(path: Path) -> stylegan2.Generator:
     meta = _safetensors_metadata(path)
     if meta.get("format") != FORMAT:
         raise GeneratorFileError(f"{path}: not a synthcore generator file (no {FORMAT!r} format tag)")
+    if not isinstance(meta.get("config"), str) or not isinstance(meta.get("attributes", "{}"), str):
+        raise GeneratorFileError(f"{path}: bad generator metadata: config and attributes must be JSON text")
     try:
         config = json.loads(meta["config"])
         attributes = json.loads(meta.get("attributes", "{}"))
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise GeneratorFileError(f"{path}: bad generator metadata: {exc}") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise GeneratorFileError(f"{path}: bad generator metadata: {str(exc) or 'nested too deeply'}") from None
+    if "content_sha256" in meta:
+        try:
+            extras = json.loads(meta.get("metadata", "{}"))
+        except (TypeError, json.JSONDecodeError, RecursionError):
+            extras = None  # damaged: the hash check below reports it
+        payload = {"format": meta.get("format"), "config": config, "attributes": attributes, "metadata": extras}
+        _verify(path, meta["content_sha256"], payload, tensors)
     return _build(config, tensors, attributes, str(path))
 
 
@@ -174,10 +225,10 @@ def save_generator(G: stylegan2.Generator, path: Union[str, Path], metadata: Opt
         json.dumps(payload)
     except TypeError as exc:
         raise ValueError(f"generator config/metadata must be JSON-serialisable: {exc}") from None
+    payload["content_sha256"] = content_digest(payload, sd)
     if path.suffix.lower() == ".safetensors":
         meta = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in payload.items()}
-        write_atomic(path, _safetensors_bytes(sd, meta))
+        write_bytes_atomic(path, _safetensors_bytes(sd, meta))
         return
-    buf = io.BytesIO()
-    torch.save({**payload, "state_dict": sd}, buf)
-    write_atomic(path, buf.getvalue())
+    with atomic_path(path) as tmp:
+        torch.save({**payload, "state_dict": sd}, tmp)

@@ -10,10 +10,11 @@
 import argparse
 import collections
 import json
+import math
 import pickle
 import struct
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Union
+from typing import Any, Callable, Dict, List, Tuple, Union
 
 import numpy as np
 import torch
@@ -123,6 +124,26 @@ _SAFETENSORS_DTYPES = {
 }
 
 
+def _int_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+
+
+def _safetensors_entry(path: Path, name: str, info: Any) -> Tuple[torch.dtype, List[int], int, int]:
+    """A header entry's dtype, shape and data offsets, checked against what the format allows."""
+    if not isinstance(info, dict):
+        raise ModelFileError(f"{path}: safetensors entry {name!r} is a JSON {type(info).__name__}, not an object")
+    code = info.get("dtype")
+    dtype = _SAFETENSORS_DTYPES.get(code) if isinstance(code, str) else None
+    if dtype is None:
+        raise ModelFileError(f"{path}: tensor {name} has unsupported dtype {code!r}")
+    shape, offsets = info.get("shape"), info.get("data_offsets")
+    if not _int_list(shape):
+        raise ModelFileError(f"{path}: tensor {name} has shape {shape!r}; expected a list of sizes >= 0")
+    if not _int_list(offsets) or len(offsets) != 2 or offsets[0] > offsets[1]:
+        raise ModelFileError(f"{path}: tensor {name} has data_offsets {offsets!r}; expected [begin, end]")
+    return dtype, shape, offsets[0], offsets[1]
+
+
 def load_safetensors(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     """The tensors of a ``.safetensors`` file (8-byte header length, JSON header, then the raw buffers)."""
     path = Path(path)
@@ -134,21 +155,19 @@ def load_safetensors(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
         raise ModelFileError(f"{path}: safetensors header of {n} bytes runs past the end of the file (truncated?)")
     try:
         header = json.loads(data[8 : 8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path}: bad safetensors header: {exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFileError(f"{path}: bad safetensors header: {str(exc) or 'nested too deeply'}") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path}: bad safetensors header: a JSON {type(header).__name__}, not an object")
     body = memoryview(data)[8 + n :]
     out = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        dtype = _SAFETENSORS_DTYPES.get(info.get("dtype"))
-        if dtype is None:
-            raise ModelFileError(f"{path}: tensor {name} has unsupported dtype {info.get('dtype')!r}")
-        begin, end = info["data_offsets"]
-        shape = [int(s) for s in info["shape"]]
-        if end > len(body) or begin > end:
+        dtype, shape, begin, end = _safetensors_entry(path, name, info)
+        if end > len(body):
             raise ModelFileError(f"{path}: tensor {name} lies past the end of the file (truncated?)")
-        count = int(np.prod(shape)) if shape else 1
+        count = math.prod(shape)
         if (end - begin) != count * dtype.itemsize:
             raise ModelFileError(f"{path}: tensor {name} has {end - begin} bytes for shape {shape} of {dtype}")
         flat = torch.frombuffer(bytearray(body[begin:end]), dtype=dtype) if count else torch.empty(0, dtype=dtype)

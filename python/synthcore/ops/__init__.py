@@ -2,16 +2,19 @@
 where it is built for the input's device and dtype, else reference)."""
 
 from synthcore.ops.bias_act import ACTIVATIONS, bias_act, bias_act_reference
+from synthcore.ops.conv2d_resample import conv2d_resample, conv2d_resample_reference
 from synthcore.ops.langevin import adaptive_timestep, langevin_noise, langevin_update
-from synthcore.ops.modconv import (
-    conv2d_resample,
-    conv2d_resample_reference,
-    demod_coefficients,
-    modconv,
-    modconv_reference,
+from synthcore.ops.modconv import demod_coefficients, modconv, modconv_reference
+from synthcore.ops.pairwise import (
+    PairwiseResult,
+    pairwise,
+    pairwise_chunked,
+    pairwise_reference,
+    pairwise_stats,
+    pairwise_summary,
 )
-from synthcore.ops.pairwise import PairwiseResult, pairwise, pairwise_chunked, pairwise_reference, pairwise_stats
 from synthcore.ops.upfirdn2d import (
+    centring_padding,
     downsample2d,
     filter2d,
     setup_filter,
@@ -35,8 +38,10 @@ __all__ = [
     "pairwise_chunked",
     "pairwise_reference",
     "pairwise_stats",
+    "pairwise_summary",
     "bias_act",
     "bias_act_reference",
+    "centring_padding",
     "downsample2d",
     "filter2d",
     "setup_filter",

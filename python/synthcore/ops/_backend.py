@@ -71,8 +71,13 @@ def to_native(t: torch.Tensor) -> Any:
     return torch.utils.dlpack.to_dlpack(t.detach())
 
 
+# The native entry points refuse thread counts outside [1, 1024] (csrc/common/scalar_checks.h).
+MAX_NATIVE_THREADS = 1024
+
+
 def num_threads() -> int:
-    return torch.get_num_threads()
+    """torch's intra-op thread count, within what the native entry points accept."""
+    return max(1, min(torch.get_num_threads(), MAX_NATIVE_THREADS))
 
 
 def cuda_stream(t: torch.Tensor) -> int:

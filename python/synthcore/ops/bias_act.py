@@ -7,7 +7,7 @@ and supports first and second derivatives.
 """
 
 import math
-from typing import Callable, Dict, NamedTuple, Optional
+from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from synthcore import _native
 from synthcore.ops import _backend
 
-__all__ = ["ACTIVATIONS", "bias_act", "bias_act_reference"]
+__all__ = ["ACTIVATIONS", "bias_act", "bias_act_reference", "resolve_activation"]
 
 
 class Activation(NamedTuple):
@@ -40,6 +40,26 @@ ACTIVATIONS: Dict[str, Activation] = {
 _BY_CODE = {a.code: a for a in ACTIVATIONS.values()}
 
 
+def resolve_activation(
+    op: str, act: str, alpha: Optional[float], gain: Optional[float], clamp: Optional[float]
+) -> Tuple[Activation, float, float, Optional[float]]:
+    """``act``'s table entry and the epilogue scalars with the defaults filled in and checked: alpha None is the
+    activation's default slope, gain None its default gain, clamp None no clamp. The one place these defaults
+    are applied (bias_act and modconv, both implementations)."""
+    if act not in ACTIVATIONS:
+        raise ValueError(f"{op}: unknown activation {act!r}; choose from {', '.join(ACTIVATIONS)}")
+    spec = ACTIVATIONS[act]
+    alpha = spec.def_alpha if alpha is None else float(alpha)
+    gain = spec.def_gain if gain is None else float(gain)
+    if not (math.isfinite(alpha) and math.isfinite(gain)):
+        raise ValueError(f"{op}: alpha and gain must be finite, got alpha={alpha}, gain={gain}")
+    if clamp is not None:
+        clamp = float(clamp)
+        if not clamp >= 0:  # also refuses NaN
+            raise ValueError(f"{op}: clamp must be None or >= 0, got {clamp}")
+    return spec, alpha, gain, clamp
+
+
 def _bias_shape(ndim: int, dim: int) -> list:
     return [-1 if i == dim else 1 for i in range(ndim)]
 
@@ -54,9 +74,7 @@ def bias_act_reference(
     clamp: Optional[float] = None,
 ) -> torch.Tensor:
     """Plain-torch definition: add the bias, apply the activation, scale, clamp; one torch op per step."""
-    spec = ACTIVATIONS[act]
-    alpha = spec.def_alpha if alpha is None else float(alpha)
-    gain = spec.def_gain if gain is None else float(gain)
+    spec, alpha, gain, clamp = resolve_activation("bias_act", act, alpha, gain, clamp)
     if b is not None:
         x = x + b.reshape(_bias_shape(x.ndim, dim))
     x = spec.func(x, alpha)
@@ -194,9 +212,7 @@ def bias_act(
     """
     op = "bias_act"
     _backend.require_tensor(op, "x", x)
-    if act not in ACTIVATIONS:
-        raise ValueError(f"bias_act: unknown activation {act!r}; choose from {', '.join(ACTIVATIONS)}")
-    spec = ACTIVATIONS[act]
+    spec, alpha, gain, clamp = resolve_activation(op, act, alpha, gain, clamp)
     if b is not None:
         _backend.require_tensor(op, "b", b, (1,))
         _backend.require_same_device(op, "b", b, "x", x)
@@ -209,14 +225,6 @@ def bias_act(
             raise ValueError(f"bias_act: b has {b.shape[0]} entries but x has {x.shape[dim]} along dim {dim}")
         if b.dtype != x.dtype:
             raise TypeError(f"bias_act: b has dtype {b.dtype} but x has {x.dtype}")
-    alpha = spec.def_alpha if alpha is None else float(alpha)
-    gain = spec.def_gain if gain is None else float(gain)
-    if not (math.isfinite(alpha) and math.isfinite(gain)):
-        raise ValueError(f"bias_act: alpha and gain must be finite, got alpha={alpha}, gain={gain}")
-    if clamp is not None:
-        clamp = float(clamp)
-        if not clamp >= 0:
-            raise ValueError(f"bias_act: clamp must be None or >= 0, got {clamp}")
     if _backend.choose_impl(op, impl, x) == "reference":
         return bias_act_reference(x, b, dim, act, alpha, gain, clamp)
     return _bias_act_op(x, b, dim if b is not None else 0, spec.code, alpha, gain, -1.0 if clamp is None else clamp)

@@ -1,13 +1,10 @@
-"""modconv: StyleGAN2's modulated convolution with its epilogue, and conv2d_resample.
+"""modconv: StyleGAN2's modulated convolution with its epilogue.
 
 Semantics follow the official StyleGAN2-ADA layers (../shared/testdata/stylegan2/README.md sections 7.3-7.5):
 
-- ``conv2d_resample(x, w, f, up, down, padding, groups, flip_weight, flip_filter)``: a convolution combined with
-  2x FIR up/downsampling. Defined as: upsample by zero insertion and filter (gain up^2), "valid" convolution
-  (cross-correlation when ``flip_weight``, else true convolution), then filter and keep every down-th sample;
-  ``padding`` is in upsampled coordinates.
 - ``modconv``: per sample n, ``w_n[o, i] = weight[o, i] * styles[n, i]``; with ``demodulate``,
-  ``d[n, o] = rsqrt(sum_{i,ky,kx} w_n[o, i]^2 + 1e-8)`` scales output channel o; conv2d_resample; ``+ noise``;
+  ``d[n, o] = rsqrt(sum_{i,ky,kx} w_n[o, i]^2 + 1e-8)`` scales output channel o; ``conv2d_resample``
+  (:mod:`synthcore.ops.conv2d_resample`); ``+ noise``;
   then ``bias_act(bias, act, alpha, gain, clamp)``. With float16 input and ``demodulate``, weight and styles are
   first normalised by their maxima (a no-op mathematically, it keeps float16 in range).
 
@@ -27,222 +24,29 @@ Implementations:
 """
 
 import math
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 
 from synthcore import _native
 from synthcore.ops import _backend
-from synthcore.ops.bias_act import ACTIVATIONS, bias_act_reference
-from synthcore.ops.upfirdn2d import _filter_size, _parse_padding, upfirdn2d
+from synthcore.ops.bias_act import _BY_CODE as _ACT_BY_CODE
+from synthcore.ops.bias_act import _bias_act_grad_op, bias_act_reference, resolve_activation
+from synthcore.ops.conv2d_resample import (
+    IntOrList,
+    _check_conv_args,
+    _conv2d_resample,
+    _frozen_derived,
+    _output_hw,
+    conv2d_resample,
+    conv2d_resample_reference,
+)
+from synthcore.ops.upfirdn2d import _parse_padding
 
-IntOrList = Union[int, Sequence[int]]
-
+# conv2d_resample lives in its own module; it stays importable from here for existing callers.
 __all__ = ["conv2d_resample", "conv2d_resample_reference", "modconv", "modconv_reference", "demod_coefficients"]
 
 DEMOD_EPS = 1e-8
-
-
-# --- conv2d_resample ---------------------------------------------------------------------------------------
-
-
-def _check_factor(op: str, name: str, v: int) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise ValueError(f"{op}: {name} must be an int >= 1, got {v!r}")
-    return v
-
-
-def _conv_weight(w: torch.Tensor, flip_weight: bool) -> torch.Tensor:
-    """The weight for torch's cross-correlating conv2d: a true convolution is a correlation with the kernel
-    rotated by 180 degrees."""
-    return w if flip_weight else w.flip([2, 3])
-
-
-def _transpose_weight(w: torch.Tensor, groups: int) -> torch.Tensor:
-    """[O, I/g, kh, kw] -> [I, O/g, kh, kw], the layout conv_transpose2d takes."""
-    o, ig, kh, kw = w.shape
-    w = w.reshape(groups, o // groups, ig, kh, kw).transpose(1, 2)
-    return w.reshape(groups * ig, o // groups, kh, kw)
-
-
-def _frozen_derived(w: torch.Tensor, name: str, make: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """``make(w)``, remembered on ``w`` while it is frozen and unchanged.
-
-    A generator used for sampling recomputes the same weight-derived tensors (the per-(o, i) squared sums of
-    demodulation, the transposed up-convolution weight) on every call; these are kept on the weight tensor,
-    keyed by its storage, version counter, dtype and shape, and recomputed after any in-place change (and
-    never kept for a weight that requires grad or has no version counter, as in inference mode).
-    """
-    if w.requires_grad or torch.compiler.is_compiling():  # a compiled graph keeps constants its own way
-        return make(w)
-    try:
-        key = (w.data_ptr(), w._version, w.dtype, tuple(w.shape), tuple(w.stride()))
-    except RuntimeError:  # inference tensors track no version
-        return make(w)
-    cache = w.__dict__.setdefault("_synthcore_derived", {})
-    hit = cache.get(name)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    value = make(w)
-    cache[name] = (key, value)
-    return value
-
-
-def _padded_conv2d(x: torch.Tensor, w: torch.Tensor, pad: List[int], stride: int, groups: int) -> torch.Tensor:
-    """conv2d (cross-correlation) after padding [px0, px1, py0, py1] (negative crops)."""
-    px0, px1, py0, py1 = pad
-    if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
-        return F.conv2d(x, w, stride=stride, padding=(py0, px0), groups=groups)
-    return F.conv2d(F.pad(x, [px0, px1, py0, py1]), w, stride=stride, groups=groups)
-
-
-def _resample_padding(f: Optional[torch.Tensor], up: int, down: int, pad: List[int]) -> List[int]:
-    """The user's padding plus what keeps the filter centred (the official convention)."""
-    fw, fh = _filter_size(f)
-    px0, px1, py0, py1 = pad
-    if up > 1:
-        px0, px1 = px0 + (fw + up - 1) // 2, px1 + (fw - up) // 2
-        py0, py1 = py0 + (fh + up - 1) // 2, py1 + (fh - up) // 2
-    if down > 1:
-        px0, px1 = px0 + (fw - down + 1) // 2, px1 + (fw - down) // 2
-        py0, py1 = py0 + (fh - down + 1) // 2, py1 + (fh - down) // 2
-    return [px0, px1, py0, py1]
-
-
-def _output_hw(
-    x_hw: Tuple[int, int], k_hw: Tuple[int, int], f: Optional[torch.Tensor], up: int, down: int, pad: List[int]
-) -> Tuple[int, int]:
-    """Output size of conv2d_resample, following its definition step by step."""
-    fw, fh = _filter_size(f)
-    px0, px1, py0, py1 = _resample_padding(f, up, down, pad)
-    h = x_hw[0] * up + py0 + py1 - (fh - 1 if up > 1 else 0) - (k_hw[0] - 1)
-    w = x_hw[1] * up + px0 + px1 - (fw - 1 if up > 1 else 0) - (k_hw[1] - 1)
-    if down > 1:
-        h, w = (h - fh) // down + 1, (w - fw) // down + 1
-    return h, w
-
-
-def _conv2d_resample(
-    x: torch.Tensor,
-    w: torch.Tensor,
-    f: Optional[torch.Tensor],
-    up: int,
-    down: int,
-    pad: List[int],
-    groups: int,
-    flip_weight: bool,
-    flip_filter: bool,
-    fir_impl: Optional[str],
-) -> torch.Tensor:
-    """conv2d_resample through torch's convolutions; the FIR steps use ``upfirdn2d(impl=fir_impl)``.
-
-    Linear shift-invariant steps commute, so the filter is moved to the cheaper side of the convolution:
-    an up-convolution runs as a stride-``up`` transposed convolution on the small input followed by the filter
-    (instead of a convolution over the zero-stuffed image), a down-convolution as the filter followed by a
-    stride-``down`` convolution (so only the kept outputs are computed).
-    """
-    kh, kw = w.shape[2], w.shape[3]
-    px0, px1, py0, py1 = _resample_padding(f, up, down, pad)
-
-    if up == 1 and down == 1:
-        return _padded_conv2d(x, _conv_weight(w, flip_weight), [px0, px1, py0, py1], 1, groups)
-    if up > 1 and down == 1:
-        # Zero insertion followed by a full true convolution with w~ is exactly a transposed convolution
-        # (torch's conv_transpose2d convolves, so the weight is flipped for the correlating case). Its output
-        # equals the zero-stuffed image padded by k-1 on each side and convolved; the remaining padding, the
-        # filter and its gain up^2 are one upfirdn2d call.
-        def transposed(w: torch.Tensor) -> torch.Tensor:
-            return _transpose_weight(w.flip([2, 3]) if flip_weight else w, groups).contiguous()
-
-        wt = _frozen_derived(w, f"transposed-{flip_weight}-{groups}", transposed) if fir_impl == "native" else (
-            transposed(w)
-        )  # fmt: skip
-        t = F.conv_transpose2d(x, wt, stride=up, groups=groups)
-        q = [px0 - (kw - 1), px1 + up - kw, py0 - (kh - 1), py1 + up - kh]
-        return upfirdn2d(t, f, padding=q, gain=up * up, flip_filter=flip_filter, impl=fir_impl)
-    if up == 1 and down > 1:
-        wc = _conv_weight(w, flip_weight)
-        if kh == 1 and kw == 1:
-            # A 1x1 kernel commutes with the whole resampling: filter and subsample first, convolve 1/down^2 of it.
-            t = upfirdn2d(x, f, down=down, padding=[px0, px1, py0, py1], flip_filter=flip_filter, impl=fir_impl)
-            return F.conv2d(t, wc, groups=groups)
-        t = upfirdn2d(x, f, padding=[px0, px1, py0, py1], flip_filter=flip_filter, impl=fir_impl)
-        return F.conv2d(t, wc, stride=down, groups=groups)
-    # Both: the plain definition.
-    t = upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up * up, flip_filter=flip_filter, impl=fir_impl)
-    t = F.conv2d(t, _conv_weight(w, flip_weight), groups=groups)
-    return upfirdn2d(t, f, down=down, flip_filter=flip_filter, impl=fir_impl)
-
-
-def _check_conv_args(
-    op: str, x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor], up: int, down: int, groups: int
-) -> None:
-    _backend.require_tensor(op, "x", x, (4,))
-    _backend.require_tensor(op, "weight", w, (4,))
-    _backend.require_same_device(op, "weight", w, "x", x)
-    _check_factor(op, "up", up)
-    _check_factor(op, "down", down)
-    _check_factor(op, "groups", groups)
-    if x.shape[1] != w.shape[1] * groups:
-        raise ValueError(
-            f"{op}: x has {x.shape[1]} channels but weight {list(w.shape)} with groups={groups} expects "
-            f"{w.shape[1] * groups}"
-        )
-    if w.shape[0] % groups:
-        raise ValueError(f"{op}: weight has {w.shape[0]} output channels, not divisible by groups={groups}")
-    if (up > 1 or down > 1) and f is None:
-        raise ValueError(f"{op}: up/down-sampling needs a resample filter f")
-    if f is not None:
-        _backend.require_tensor(op, "f", f, (1, 2))
-        _backend.require_same_device(op, "f", f, "x", x)
-
-
-def conv2d_resample_reference(
-    x: torch.Tensor,
-    w: torch.Tensor,
-    f: Optional[torch.Tensor] = None,
-    up: int = 1,
-    down: int = 1,
-    padding: IntOrList = 0,
-    groups: int = 1,
-    flip_weight: bool = True,
-    flip_filter: bool = False,
-) -> torch.Tensor:
-    """Plain-torch conv2d_resample (reference FIR)."""
-    _check_conv_args("conv2d_resample", x, w, f, up, down, groups)
-    return _conv2d_resample(x, w, f, up, down, _parse_padding(padding), groups, flip_weight, flip_filter, "reference")
-
-
-def conv2d_resample(
-    x: torch.Tensor,
-    w: torch.Tensor,
-    f: Optional[torch.Tensor] = None,
-    up: int = 1,
-    down: int = 1,
-    padding: IntOrList = 0,
-    groups: int = 1,
-    flip_weight: bool = True,
-    flip_filter: bool = False,
-    impl: Optional[str] = None,
-) -> torch.Tensor:
-    """2-D convolution with optional 2x FIR up/downsampling (StyleGAN2's ``conv2d_resample``).
-
-    Args:
-        x: [N, I, H, W] input.
-        w: [O, I / groups, kh, kw] weight.
-        f: resampling filter (see :func:`synthcore.ops.setup_filter`); required when ``up`` or ``down`` > 1.
-        up, down: integer resampling factors.
-        padding: int, [px, py] or [px0, px1, py0, py1], in upsampled coordinates (negative crops).
-        groups: grouped convolution.
-        flip_weight: True: cross-correlation (torch's conv2d); False: true convolution.
-        flip_filter: correlate with the filter instead of convolving.
-        impl: implementation of the FIR steps ("native", "reference" or None); the convolution is torch's.
-    """
-    op = "conv2d_resample"
-    _check_conv_args(op, x, w, f, up, down, groups)
-    fir_impl = _backend.choose_impl(op, impl, x) if (up > 1 or down > 1) else "reference"
-    return _conv2d_resample(x, w, f, up, down, _parse_padding(padding), groups, flip_weight, flip_filter, fir_impl)
 
 
 # --- modulated convolution: shared pieces ------------------------------------------------------------------
@@ -290,13 +94,12 @@ def _check_modconv_args(
     act: str,
 ) -> Tuple[int, int]:
     op = "modconv"
+    resolve_activation(op, act, None, None, None)  # an unknown name is refused before anything runs
     _check_conv_args(op, x, weight, resample_filter, up, down, 1)
     _backend.require_tensor(op, "styles", styles, (2,))
     _backend.require_same_device(op, "styles", styles, "x", x)
     if styles.shape != (x.shape[0], x.shape[1]):
         raise ValueError(f"modconv: styles must be [N, I] = {[x.shape[0], x.shape[1]]}, got {list(styles.shape)}")
-    if act not in ACTIVATIONS:
-        raise ValueError(f"modconv: unknown activation {act!r}; choose from {', '.join(ACTIVATIONS)}")
     if bias is not None:
         _backend.require_tensor(op, "bias", bias, (1,))
         _backend.require_same_device(op, "bias", bias, "x", x)
@@ -491,6 +294,31 @@ def _scale_backward(ctx, g):
 _scale_op.register_autograd(_scale_backward, setup_context=_scale_setup)
 
 
+def _scale_grad_setup(ctx, inputs, output):
+    g, x, s = inputs
+    ctx.save_for_backward(g, x, s)
+
+
+def _scale_grad_backward(ctx, ggx, ggs):
+    """Double backward of the style scaling. ``gx = g * s`` and ``gs = sum_p g * x`` are bilinear, so each
+    input's gradient pairs the incoming gradients with the other factor. Written with the two differentiable
+    ops themselves, so every further order works as well."""
+    g, x, s = ctx.saved_tensors
+    need_g, need_x, need_s = ctx.needs_input_grad
+    d_g = d_x = d_s = None
+    if need_g:
+        terms = ([] if ggx is None else [_scale_op(ggx, s)]) + ([] if ggs is None else [_scale_op(x, ggs)])
+        d_g = sum(terms[1:], terms[0]) if terms else None
+    if need_x and ggs is not None:
+        d_x = _scale_op(g, ggs)
+    if need_s and ggx is not None:
+        d_s = _scale_grad_op(ggx, g, s)[1].to(s.dtype)
+    return d_g, d_x, d_s
+
+
+_scale_grad_op.register_autograd(_scale_grad_backward, setup_context=_scale_grad_setup)
+
+
 def _run_epilogue(t, d, noise, bias, out, act, alpha, gain, clamp):
     _native.native_module().modconv_epilogue(
         _backend.to_native(t), _opt(d), _opt(noise), _opt(bias), _backend.to_native(out), act, alpha, gain, clamp,
@@ -597,6 +425,78 @@ def _epilogue_backward(ctx, gy):
 _epilogue_op.register_autograd(_epilogue_backward, setup_context=_epilogue_setup)
 
 
+def _epilogue_grad_setup(ctx, inputs, output):
+    gy, t, d, noise, bias, act, alpha, gain, clamp = inputs
+    ctx.save_for_backward(gy, t, d, noise, bias)
+    ctx.args = (act, alpha, gain, clamp)
+
+
+def _epilogue_grad_backward(ctx, ggt, ggd, ggsum):
+    """Double backward of the epilogue (second derivatives, e.g. path-length regularisation).
+
+    With ``z = d t + noise + bias`` and ``gz = gy * y'(z)`` the forward of this op is ``gt = gz d``,
+    ``gd = sum_p gz t``, ``gsum = sum_p gz``. The gradient reaching ``gz`` is ``h = ggt d + ggd t + ggsum``;
+    so ``d gy = h y'(z)``, and through ``z``, ``q = h gy y''(z)`` goes to t (times d), d (summed with t), noise
+    and bias; the explicit factors give ``ggd gz`` to t and ``sum_p ggt gz`` to d. The activation derivatives
+    are the native bias_act derivative op on z (one extra pass; second derivatives are rare enough not to
+    deserve a fused kernel of their own)."""
+    gy, t, d, noise, bias = ctx.saved_tensors
+    act, alpha, gain, clamp = ctx.args
+    need_gy, need_t, need_d, need_noise, need_bias = ctx.needs_input_grad[:5]
+    n, c, hh, ww = t.shape
+
+    def per_plane(v: torch.Tensor) -> torch.Tensor:  # [N, C] -> broadcast over the pixels, in t's dtype
+        return v.to(t.dtype)[:, :, None, None]
+
+    z = t if d is None else t * per_plane(d)
+    if noise is not None:
+        z = z + noise.reshape(noise.shape[0], 1, hh, ww)
+    if bias is not None:
+        z = z + bias[None, :, None, None]
+    h = None
+    for term in (
+        None if ggt is None else (ggt if d is None else ggt * per_plane(d)),
+        None if ggd is None else per_plane(ggd) * t,
+        None if ggsum is None else per_plane(ggsum).expand_as(t),
+    ):
+        if term is not None:
+            h = term if h is None else h + term
+    if h is None:
+        return (None,) * 9
+
+    def derivative(m: torch.Tensor, order: int) -> torch.Tensor:  # m * (d/dz)^order y, natively
+        return _bias_act_grad_op(m, z, None, 0, act, alpha, gain, clamp, order)
+
+    d_gy = derivative(h, 1) if need_gy else None
+    q = None
+    if (need_t or need_d or need_noise or need_bias) and _ACT_BY_CODE[act].has_2nd_grad:
+        q = derivative(h * gy, 2)
+    gz = derivative(gy, 1) if (need_t and ggd is not None) or (need_d and ggt is not None) else None
+    d_t = d_d = d_noise = d_bias = None
+    if need_t:
+        parts = ([] if q is None else [q if d is None else q * per_plane(d)]) + (
+            [] if ggd is None else [per_plane(ggd) * gz]
+        )
+        d_t = sum(parts[1:], parts[0]) if parts else None
+    acc = d.dtype if d is not None else t.dtype
+    if need_d:
+        parts = ([] if q is None else [(q * t).to(acc).sum((2, 3))]) + (
+            [] if ggt is None else [(ggt * gz).to(acc).sum((2, 3))]
+        )
+        d_d = sum(parts[1:], parts[0]) if parts else None
+    if need_noise and q is not None:
+        d_noise = q.sum(1).reshape(n, hh * ww)
+        if noise.shape[0] == 1:
+            d_noise = d_noise.sum(0, keepdim=True)
+        d_noise = d_noise.to(noise.dtype)
+    if need_bias and q is not None:
+        d_bias = q.sum((0, 2, 3)).to(bias.dtype)
+    return d_gy, d_t, d_d, d_noise, d_bias, None, None, None, None
+
+
+_epilogue_grad_op.register_autograd(_epilogue_grad_backward, setup_context=_epilogue_grad_setup)
+
+
 class _WeightTimesRowsT(torch.autograd.Function):
     """``we @ xm^T`` ([N, O, I] x [N, HW, I] -> [N, O, HW]) with each backward product in its fast orientation:
     the gradient of ``xm`` comes out [N, HW, I] (channels_last, no transposing copy of a large activation) and
@@ -616,14 +516,8 @@ class _WeightTimesRowsT(torch.autograd.Function):
 
 
 def _modconv_native(x, weight, styles, noise, bias, up, down, pad, f, demodulate, flip_weight, act, alpha, gain, clamp):
-    spec = ACTIVATIONS[act]
-    alpha = spec.def_alpha if alpha is None else float(alpha)
-    gain = spec.def_gain if gain is None else float(gain)
-    clamp = -1.0 if clamp is None else float(clamp)
-    if not (math.isfinite(alpha) and math.isfinite(gain)):
-        raise ValueError(f"modconv: alpha and gain must be finite, got alpha={alpha}, gain={gain}")
-    if math.isnan(clamp):
-        raise ValueError("modconv: clamp must not be NaN")
+    spec, alpha, gain, clamp = resolve_activation("modconv", act, alpha, gain, clamp)
+    clamp = -1.0 if clamp is None else clamp  # the kernels' "no clamp"
     if x.dtype == torch.float16 and demodulate:
         weight, styles = _fp16_prenormalise(weight, styles)
     need_grad = torch.is_grad_enabled() and any(

@@ -29,7 +29,14 @@ import torch
 from synthcore import _native
 from synthcore.ops import _backend
 
-__all__ = ["PairwiseResult", "pairwise", "pairwise_chunked", "pairwise_reference", "pairwise_stats"]
+__all__ = [
+    "PairwiseResult",
+    "pairwise",
+    "pairwise_chunked",
+    "pairwise_reference",
+    "pairwise_stats",
+    "pairwise_summary",
+]
 
 ANGLE_SCALE = 0.999999  # keeps arccos (and its derivative) finite for identical directions
 _METRICS = {"angle": 0, "l2": 1}
@@ -462,6 +469,13 @@ def pairwise_stats(
         need_grad=False,
         impl=impl,
     )
+    return pairwise_summary(res)
+
+
+def pairwise_summary(res: PairwiseResult) -> dict:
+    """Whole-set min, mean and max distance over the valid pairs of a :func:`pairwise` result, and the fraction
+    at or beyond its ``r_count`` (what :func:`pairwise_stats` returns; callers that already hold the result of a
+    force computation reduce it instead of computing every distance again)."""
     pairs = int(res.num_valid.sum())
     if pairs == 0:
         return {"min": float("nan"), "mean": float("nan"), "max": float("nan"), "frac_beyond": float("nan"), "pairs": 0}

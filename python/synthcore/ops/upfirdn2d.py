@@ -18,6 +18,7 @@ from synthcore.ops import _backend
 IntOrPair = Union[int, Sequence[int]]
 
 __all__ = [
+    "centring_padding",
     "setup_filter",
     "upfirdn2d",
     "upfirdn2d_reference",
@@ -61,6 +62,24 @@ def _filter_size(f: Optional[torch.Tensor]) -> Tuple[int, int]:
     if f.ndim == 1:
         return f.shape[0], f.shape[0]
     return f.shape[1], f.shape[0]
+
+
+def centring_padding(f: Optional[torch.Tensor], up: IntOrPair = 1, down: IntOrPair = 1) -> List[int]:
+    """The padding ``[px0, px1, py0, py1]`` that keeps filter ``f`` centred on one resampling step: upsampling by
+    ``up`` or downsampling by ``down`` (at most one of them above 1), or plain filtering when both are 1. This is
+    StyleGAN2's convention; every wrapper and ``conv2d_resample`` derive their padding from it."""
+    ux, uy = _parse_factors("up", up)
+    dx, dy = _parse_factors("down", down)
+    if max(ux, uy) > 1 and max(dx, dy) > 1:
+        raise ValueError("centring_padding: one step either upsamples or downsamples, not both")
+    fw, fh = _filter_size(f)
+
+    # Per axis with n taps: upsampling by u pads (n + u - 1) // 2 and (n - u) // 2, downsampling by d pads
+    # (n - d + 1) // 2 and (n - d) // 2; with u = d = 1 both reduce to the centred n // 2 and (n - 1) // 2.
+    def axis(n: int, u: int, d: int) -> List[int]:
+        return [(n + u - d) // 2, (n - u - d + 1) // 2]
+
+    return axis(fw, ux, dx) + axis(fh, uy, dy)
 
 
 def setup_filter(
@@ -278,9 +297,7 @@ def upsample2d(
 ) -> torch.Tensor:
     """Upsample by ``up`` with filter ``f``; the output is ``up`` times the input size (plus ``padding``)."""
     ux, uy = _parse_factors("up", up)
-    px0, px1, py0, py1 = _parse_padding(padding)
-    fw, fh = _filter_size(f)
-    p = [px0 + (fw + ux - 1) // 2, px1 + (fw - ux) // 2, py0 + (fh + uy - 1) // 2, py1 + (fh - uy) // 2]
+    p = [a + b for a, b in zip(_parse_padding(padding), centring_padding(f, up=[ux, uy]))]
     return upfirdn2d(x, f, up=[ux, uy], padding=p, flip_filter=flip_filter, gain=gain * ux * uy, impl=impl)
 
 
@@ -295,9 +312,7 @@ def downsample2d(
 ) -> torch.Tensor:
     """Low-pass with ``f`` and keep every ``down``-th sample; the output is the input size / ``down``."""
     dx, dy = _parse_factors("down", down)
-    px0, px1, py0, py1 = _parse_padding(padding)
-    fw, fh = _filter_size(f)
-    p = [px0 + (fw - dx + 1) // 2, px1 + (fw - dx) // 2, py0 + (fh - dy + 1) // 2, py1 + (fh - dy) // 2]
+    p = [a + b for a, b in zip(_parse_padding(padding), centring_padding(f, down=[dx, dy]))]
     return upfirdn2d(x, f, down=[dx, dy], padding=p, flip_filter=flip_filter, gain=gain, impl=impl)
 
 
@@ -310,7 +325,5 @@ def filter2d(
     impl: Optional[str] = None,
 ) -> torch.Tensor:
     """Filter with ``f``, keeping the input size (plus ``padding``)."""
-    px0, px1, py0, py1 = _parse_padding(padding)
-    fw, fh = _filter_size(f)
-    p = [px0 + fw // 2, px1 + (fw - 1) // 2, py0 + fh // 2, py1 + (fh - 1) // 2]
+    p = [a + b for a, b in zip(_parse_padding(padding), centring_padding(f))]
     return upfirdn2d(x, f, padding=p, flip_filter=flip_filter, gain=gain, impl=impl)

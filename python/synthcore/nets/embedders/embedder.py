@@ -24,7 +24,14 @@ class Embedder(nn.Module):
     """Face-recognition network taking synthcore's image convention: RGB, [-1, 1], NCHW, 112x112 aligned crops.
 
     It reorders channels for weights trained on BGR and returns the raw (not normalised) feature, [N, 512].
+
+    ``metric`` / ``threshold``: how identities are compared in this embedding (every embedder family states them;
+    dlib's ResNet: "euclidean", 0.6): the angle between features, with the inter-class threshold of 1.4 rad that
+    the identity algorithms use for ArcFace-type networks.
     """
+
+    metric = "angle"
+    threshold = 1.4
 
     def __init__(self, backbone: nn.Module, spec: ArchSpec, channel_order: Optional[str] = None) -> None:
         super().__init__()

@@ -12,6 +12,9 @@ from synthcore.nets.embedders.detect import CheckpointError, detect_arch
 from synthcore.nets.embedders.embedder import Embedder, build_backbone
 from synthcore.nets.model_files import ModelFileError, read_model_file
 
+# dlib's face-recognition ResNet: a registered model name or its ``.dat`` file (see synthcore.nets.dlib).
+DLIB_EMBEDDER_NAMES = ("dlib-resnet-v1",)
+
 _LIST = 8  # keys shown per category in an error message
 
 
@@ -83,7 +86,7 @@ def load_embedder(
     channel_order: Optional[str] = None,
     device: Union[str, torch.device] = "cpu",
     memory_format: torch.memory_format = torch.channels_last,
-) -> Embedder:
+) -> nn.Module:
     """Load a face-recognition checkpoint as an ``Embedder`` (eval mode, parameters frozen).
 
     ``path``: insightface ``backbone.pth``, AdaFace Lightning ``.ckpt``, face.evoLVe / TreB1eN ``.pth``, or a
@@ -92,7 +95,14 @@ def load_embedder(
     ``model_ir_se50.pth``, which shares evoLVe's keys but was trained on BGR). ``memory_format``: see
     ``embedder_from_state_dict``. Raises ``CheckpointError`` (a ``ValueError``) naming what is wrong when the
     file does not fit.
+
+    ``"dlib-resnet-v1"`` or a dlib ``.dat`` file gives ``synthcore.nets.dlib.DlibResNet`` instead (150x150 chips,
+    128-d descriptors, ``metric = "euclidean"``, ``threshold = 0.6``); ``arch`` and ``channel_order`` do not apply.
     """
+    if str(path) in DLIB_EMBEDDER_NAMES or str(path).lower().endswith(".dat"):
+        from synthcore.nets.dlib import dlib_model_file, load_dlib_resnet  # late: keeps dlib out of plain imports
+
+        return load_dlib_resnet(dlib_model_file(path), device, memory_format)
     try:
         obj = read_model_file(path)
     except ModelFileError as exc:
