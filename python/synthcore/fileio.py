@@ -33,6 +33,7 @@ from typing import Any, Iterator, Union
 __all__ = [
     "atomic_path",
     "fsync_directory",
+    "open_hdf5",
     "sha256_file",
     "temporary_sibling",
     "write_bytes_atomic",
@@ -138,3 +139,17 @@ def sha256_file(path: PathLike, block: int = 1 << 22) -> str:
         while chunk := fh.read(block):
             h.update(chunk)
     return h.hexdigest()
+
+
+def open_hdf5(path: PathLike, what: str = "HDF5 file") -> Any:
+    """Open ``path`` read-only with h5py; a missing file is ``FileNotFoundError`` and a file HDF5 can't read is
+    ``ValueError``, both naming the file and ``what`` it should have been."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot open as an {what} ({exc})") from None

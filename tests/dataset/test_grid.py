@@ -46,3 +46,12 @@ def test_grid_written_atomically_and_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no <identity>/<image> files"):
         face_grid(tmp_path / "empty")
+
+
+def test_grid_cells_scale_to_cell_size(tmp_path):
+    images = tmp_path / "img"
+    _write(images / "00000" / "reference.png", 90, size=(4, 4))
+    grid = face_grid(images, cell_size=16, gap=0)
+    assert grid.shape == (16, 16, 3) and int(grid[8, 8, 0]) == 90
+    with pytest.raises(ValueError, match="cell_size"):
+        face_grid(images, cell_size=0)

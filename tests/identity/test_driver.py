@@ -164,3 +164,42 @@ def test_progress_total_is_the_work_done(pipe, monkeypatch, extra, batch, hold):
     run_dispersion(pipe, DispersionConfig(num_variations=3, iterations=2), w, pipe.embed_batched(w, 4), batch=4)
     assert [b.label for b in _Bar.made] == ["langevin", "langevin", "dispersion"]
     assert all(b.done == b.total > 0 for b in _Bar.made), [(b.done, b.total) for b in _Bar.made]
+
+
+class _FacePipe:
+    """A landmark pipeline stand-in: a frame "holds a face" when the latent's first value is positive."""
+
+    checks_faces = True
+
+    def __init__(self):
+        self.checked = 0
+
+    def faces_found(self, w):
+        self.checked += w.shape[0]
+        return w[:, 0] > 0
+
+
+def test_keep_faces_refuses_only_moves_out_of_the_face_region():
+    pipe = _FacePipe()
+    w = torch.tensor([[1.0, 0.0], [1.0, 1.0], [-1.0, 0.0]])
+    w_next = torch.tensor([[-1.0, 0.0], [2.0, 1.0], [-2.0, 5.0]])
+    row = {}
+    got, found = driver.keep_faces(pipe, w, w_next, None, row)
+    # face -> no face: refused; face -> face: moves; no face -> no face: moves freely
+    assert torch.equal(got, torch.tensor([[1.0, 0.0], [2.0, 1.0], [-2.0, 5.0]]))
+    assert found.tolist() == [True, True, False]
+    assert row == {"prop_face": pytest.approx(2 / 3), "face_refused": 1.0}
+    assert pipe.checked == 6  # w and w_next
+    # The next step reuses the answer for its own latents: only the new ones are checked.
+    driver.keep_faces(pipe, got, got + 1, found, {})
+    assert pipe.checked == 9
+
+
+def test_keep_faces_leaves_fixed_crop_pipelines_alone():
+    class Fixed:
+        checks_faces = False
+
+    w = torch.zeros(2, 3)
+    w_next = torch.ones(2, 3)
+    row = {}
+    assert driver.keep_faces(Fixed(), w, w_next, None, row) == (w_next, None) and row == {}

@@ -185,10 +185,42 @@ def common_options(args, out: Path) -> List[str]:
     return opts + (["--force"] if args.force else [])
 
 
-def write_report(out: Path, report: dict, stages_before) -> None:
-    """report.json, unless the run found every stage finished: the report of the run that did the work stays."""
+def pipeline_steps(
+    args, out: Path, nets: List[str], langevin: List[str], dispersion: List[str], render: List[str]
+) -> List[Tuple[str, List[str]]]:
+    """The demo's commands: references (with ``nets`` and ``langevin`` options), variations, render, plot."""
+    common, seed = common_options(args, out), ["--seed", str(args.seed)]
+    return [
+        (
+            "references",
+            ["references", *nets, *common, *seed, *langevin, "--num-identities", str(args.identities),
+             "--iterations", str(args.langevin_iterations), "--checkpoint-every", "5"],
+        ),
+        (
+            "variations",
+            ["variations", *common, *seed, *dispersion, "--num-variations", str(args.variations),
+             "--iterations", str(args.dispersion_iterations)],
+        ),
+        ("render", ["render", *common, *render]),
+        ("plot", ["plot", "--outdir", str(out), *(["--quiet"] if args.quiet else [])]),
+    ]  # fmt: skip
+
+
+def finish_report(out: Path, report: dict, stages_before, timings: Dict[str, float], t_all: float, checks) -> None:
+    """Complete ``report`` (timings, threads, kernel check, stages) and write report.json, unless the run found
+    every stage finished: the report of the run that did the work stays."""
+    import torch
+
     from synthcore.dataset import RunDir
 
+    report.update(
+        {
+            "seconds": {**timings, "total": round(time.perf_counter() - t_all, 2)},
+            "torch_threads": torch.get_num_threads(),
+            "kernel_check": checks,
+            "stages": sorted(RunDir(out).finished_stages()),
+        }
+    )
     report_path = out / "report.json"
     if report_path.is_file() and RunDir(out).finished_stages() == stages_before:
         print(f"\nevery stage was finished already: {report_path} is kept from the run that made them")
@@ -217,7 +249,7 @@ def run(args) -> int:
 def run_real(args, out: Path, stages_before) -> int:
     import torch
 
-    from synthcore.dataset import RunDir, SampleCollection
+    from synthcore.dataset import SampleCollection
     from synthcore.dataset.grid import write_face_grid
     from synthcore.evaluation import AlignedJudge, confusable_pairs
     from synthcore.identity import FacePipeline
@@ -226,22 +258,8 @@ def run_real(args, out: Path, stages_before) -> int:
 
     print(REAL_NOTICE, flush=True)
     t_all = time.perf_counter()
-    common, seed = common_options(args, out), ["--seed", str(args.seed)]
     nets = ["--network", "dcgan-digiface-64", "--embedder", "dlib-resnet-v1"]
-    steps = [
-        (
-            "references",
-            ["references", *nets, *common, *seed, *REAL_LANGEVIN, "--num-identities", str(args.identities),
-             "--iterations", str(args.langevin_iterations), "--checkpoint-every", "5"],
-        ),
-        (
-            "variations",
-            ["variations", *common, *seed, *REAL_DISPERSION, "--num-variations", str(args.variations),
-             "--iterations", str(args.dispersion_iterations)],
-        ),
-        ("render", ["render", *common, "--crop", "none"]),
-        ("plot", ["plot", "--outdir", str(out), *(["--quiet"] if args.quiet else [])]),
-    ]  # fmt: skip
+    steps = pipeline_steps(args, out, nets, REAL_LANGEVIN, REAL_DISPERSION, ["--crop", "none"])
     rc, timings = run_steps(steps)
     if rc != 0:
         return rc
@@ -274,7 +292,13 @@ def run_real(args, out: Path, stages_before) -> int:
             "confusable_share": share,
         }
     timings["judge"] = round(time.perf_counter() - t0, 2)
-    grid = write_face_grid(out / "images_full", out / "face_grid.png", max_rows=16, max_columns=1 + args.variations)
+    grid = write_face_grid(
+        out / "images_full",
+        out / "face_grid.png",
+        max_rows=args.identities,
+        max_columns=1 + args.variations,
+        cell_size=96,
+    )
 
     print("\nnative kernels against the pure-torch references:")
     checks = kernel_check(args.device)
@@ -291,12 +315,8 @@ def run_real(args, out: Path, stages_before) -> int:
             "threshold": judge.threshold,
             **results,
         },  # fmt: skip
-        "seconds": {**timings, "total": round(time.perf_counter() - t_all, 2)},
-        "torch_threads": torch.get_num_threads(),
-        "kernel_check": checks,
-        "stages": sorted(RunDir(out).finished_stages()),
     }
-    write_report(out, report, stages_before)
+    finish_report(out, report, stages_before, timings, t_all, checks)
     print(
         f"\nJudged by dlib's own pipeline, {b['confusable_pairs']} of {b['pairs']} identity pairs "
         f"({100 * b['confusable_share']:.1f}%) were confusable (descriptor distance < {judge.threshold}) before "
@@ -312,29 +332,14 @@ def run_real(args, out: Path, stages_before) -> int:
 
 
 def run_random(args, out: Path, stages_before) -> int:
-    import torch
 
-    from synthcore.dataset import RunDir, read_stats
+    from synthcore.dataset import read_stats
 
     print(NOTICE, flush=True)
     t_all = time.perf_counter()
     gpath, epath = build_networks(out, args.resolution, args.seed)
-    common, seed = common_options(args, out), ["--seed", str(args.seed)]
     nets = ["--network", str(gpath), "--embedder", str(epath)]
-    steps = [
-        (
-            "references",
-            ["references", *nets, *common, *seed, "--num-identities", str(args.identities), "--iterations",
-             str(args.langevin_iterations), "--checkpoint-every", "5"],
-        ),
-        (
-            "variations",
-            ["variations", *common, *seed, "--num-variations", str(args.variations), "--iterations",
-             str(args.dispersion_iterations)],
-        ),
-        ("render", ["render", *common]),
-        ("plot", ["plot", "--outdir", str(out), *(["--quiet"] if args.quiet else [])]),
-    ]  # fmt: skip
+    steps = pipeline_steps(args, out, nets, [], [], [])
     rc, timings = run_steps(steps)
     if rc != 0:
         return rc
@@ -352,12 +357,8 @@ def run_random(args, out: Path, stages_before) -> int:
         "langevin_min_angle_last_rad": last,
         "langevin_mean_angle_first_rad": float(stats["dist_avg"][0]),
         "langevin_mean_angle_last_rad": float(stats["dist_avg"][-1]),
-        "seconds": {**timings, "total": round(time.perf_counter() - t_all, 2)},
-        "torch_threads": torch.get_num_threads(),
-        "kernel_check": checks,
-        "stages": sorted(RunDir(out).finished_stages()),
     }
-    write_report(out, report, stages_before)
+    finish_report(out, report, stages_before, timings, t_all, checks)
     print(
         f"\nLangevin raised the minimum angle between identities from {first:.3f} to {last:.3f} rad "
         f"(plot: {out / 'plots' / 'stats_angles.png'})."

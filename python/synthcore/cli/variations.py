@@ -246,9 +246,10 @@ def run(args) -> int:
         print(exc)
         return 0
     refd = last["refd_avg"]
+    what, unit = ("angle", " rad") if cfg.metric == "angle" else ("distance", "")
     print(
         f"{run_dir.samples_path}: {len(ref)} identities x {cfg.num_variations} variations ({args.algorithm}); "
-        f"mean angle to the reference {refd:.3f} rad"
-        + ("" if math.isnan(last["dist_avg"]) else f", mean intra-identity angle {last['dist_avg']:.3f} rad")
+        f"mean {what} to the reference {refd:.3f}{unit}"
+        + ("" if math.isnan(last["dist_avg"]) else f", mean intra-identity {what} {last['dist_avg']:.3f}{unit}")
     )
     return 0

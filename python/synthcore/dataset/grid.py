@@ -38,19 +38,25 @@ def face_grid(
     max_rows: int = 16,
     max_columns: int = 9,
     gap: int = 2,
+    cell_size: Optional[int] = None,
 ) -> np.ndarray:
     """Tile the rendered images of ``images_dir`` into an [H, W, 3] uint8 array, one identity per row.
 
     Rows are the first ``max_rows`` identities (or ``identities``), columns the first ``max_columns`` images of
-    each, reference first. Missing cells stay white; ``gap`` white pixels separate the cells.
+    each, reference first. Missing cells stay white; ``gap`` white pixels separate the cells. ``cell_size`` scales
+    every image to that many pixels wide (bicubic; small frames are easier to judge enlarged), else the first
+    image's size is used.
     """
     from PIL import Image
 
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise FileNotFoundError(f"no image folder {images_dir}")
-    if max_rows < 1 or max_columns < 1 or gap < 0:
-        raise ValueError(f"max_rows and max_columns must be >= 1 and gap >= 0, got {max_rows}, {max_columns}, {gap}")
+    if max_rows < 1 or max_columns < 1 or gap < 0 or (cell_size is not None and cell_size < 1):
+        raise ValueError(
+            f"max_rows, max_columns and cell_size must be >= 1 and gap >= 0, got {max_rows}, {max_columns}, "
+            f"{cell_size}, {gap}"
+        )
     rows = []
     for d in _identity_dirs(images_dir, identities)[:max_rows]:
         files = sorted(
@@ -63,13 +69,17 @@ def face_grid(
         raise ValueError(f"{images_dir} holds no <identity>/<image> files to tile")
     with Image.open(rows[0][0]) as first:
         cell_w, cell_h = first.size
+    if cell_size is not None:
+        cell_w, cell_h = cell_size, max(1, round(cell_h * cell_size / cell_w))
     columns = max(len(r) for r in rows)
     grid = np.full((len(rows) * (cell_h + gap) + gap, columns * (cell_w + gap) + gap, 3), 255, dtype=np.uint8)
     for r, files in enumerate(rows):
         for c, f in enumerate(files):
             with Image.open(f) as im:
                 cell = np.asarray(
-                    im.convert("RGB").resize((cell_w, cell_h)) if im.size != (cell_w, cell_h) else im.convert("RGB")
+                    im.convert("RGB").resize((cell_w, cell_h), Image.BICUBIC)
+                    if im.size != (cell_w, cell_h)
+                    else im.convert("RGB")
                 )
             y, x = gap + r * (cell_h + gap), gap + c * (cell_w + gap)
             grid[y : y + cell_h, x : x + cell_w] = cell

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from synthcore.dataset.collection import SampleCollection, check_label
-from synthcore.fileio import atomic_path
+from synthcore.fileio import atomic_path, open_hdf5
 from synthcore.progress import Progress
 
 __all__ = ["MAGIC", "export_package", "import_package"]
@@ -115,11 +115,7 @@ def import_package(
     path = Path(path)
     if Path(out).exists() and not overwrite:
         raise FileExistsError(f"{out} already exists")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot open as HDF5 ({exc})") from None
-    with f:
+    with open_hdf5(path, "HDF5 package collection") as f:
         magic = f.attrs.get("magic")
         if isinstance(magic, bytes):
             magic = magic.decode()

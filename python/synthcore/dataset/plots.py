@@ -87,7 +87,33 @@ STAT_DOCS: Dict[str, str] = {
     "timestep": "step size dt of the iteration (adaptive: tau*mu*closest latent distance / largest force; "
     "Dispersion: the mean over identities)",
     "ext_dist_min": "smallest angle between an identity's embedding and any external (fixed) embedding",
+    "prop_face": "fraction of {pairs} whose 8-bit frame holds a face to the landmark detector (landmark-aligned "
+    "generators such as the DCGAN)",
+    "face_refused": "moves refused in the step because they would have taken a face out of the detector's reach",
 }
+
+# Runs with a Euclidean embedder (dlib: same person below 0.6) record distances, not angles: the same charts,
+# worded for that metric (stats files record it as ``metric`` "l2").
+_EUCLIDEAN_WORDS = (
+    ("Embedding angles", "Embedding distances"),
+    ("Angles to the reference", "Distances to the reference"),
+    ("Angle to the external identities", "Distance to the external identities"),
+    ("angle (rad)", "Euclidean distance"),
+    ("embedding angle", "embedding distance"),
+    ("angle between", "Euclidean distance between"),
+    ("smallest angle", "smallest Euclidean distance"),
+)
+
+
+def _for_metric(text: str, info: Dict[str, Any]) -> str:
+    """Chart text for the run's identity metric: angles (default) or Euclidean distances, with its threshold."""
+    if info.get("metric") not in ("l2", "euclidean"):
+        return text
+    for angle_words, distance_words in _EUCLIDEAN_WORDS:
+        text = text.replace(angle_words, distance_words)
+    ict = info.get("ict")
+    return text.replace("(--ict, default 1.4 rad)", f"(--ict, {ict:g})" if isinstance(ict, (int, float)) else "(--ict)")
+
 
 # Colour-blind-safe (Okabe-Ito) colours, in the order series are drawn.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
@@ -180,10 +206,14 @@ def stats_figure(
     ylabel: str,
     source: str,
     scope: str = "identities",
+    info: Optional[Dict[str, Any]] = None,
 ) -> Figure:
-    """A line chart of ``series`` (name -> values per iteration) with a caption explaining each statistic."""
+    """A line chart of ``series`` (name -> values per iteration) with a caption explaining each statistic;
+    ``info`` (the stats file's) words angles as Euclidean distances for runs with that metric."""
     names = list(series)
-    caption = _caption(names, scope)
+    info = info or {}
+    title, ylabel = _for_metric(title, info), _for_metric(ylabel, info)
+    caption = [_for_metric(line, info) for line in _caption(names, scope)]
     stems = {n.rpartition("_")[0] for n in names}
     stem = stems.pop() if len(stems) == 1 else ""
     band = bool(stem) and f"{stem}_min" in series and f"{stem}_max" in series
@@ -241,7 +271,7 @@ def plot_stats(
         series = {n: stats[n] for n in names if n in stats and np.isfinite(stats[n]).any()}
         if not series:
             continue
-        fig = stats_figure(it, series, title, ylabel, f"{stats_path.name}, {len(it)} rows", scope)
+        fig = stats_figure(it, series, title, ylabel, f"{stats_path.name}, {len(it)} rows", scope, info)
         written.append(save_figure(fig, outdir / f"{prefix}{stem}.{fmt}", fmt))
     return written
 

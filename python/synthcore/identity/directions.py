@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from synthcore import __version__
-from synthcore.fileio import atomic_path
+from synthcore.fileio import atomic_path, open_hdf5
 
 __all__ = ["FORMAT", "LatentDirection", "disco_offsets", "read_directions", "write_directions"]
 
@@ -95,13 +95,7 @@ def write_directions(
 def read_directions(path: Union[str, Path], w_dim: Optional[int] = None) -> List[LatentDirection]:
     """Directions from a ``synthcore.latent_directions`` file, in file order; checks ``w_dim`` when given."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"latent-directions file not found: {path}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ValueError(f"{path}: not an HDF5 latent-directions file ({exc})") from None
-    with f:
+    with open_hdf5(path, "HDF5 latent-directions file") as f:
         fmt = f.attrs.get("format")
         if fmt != FORMAT:
             raise ValueError(f"{path}: format attribute is {fmt!r}, expected {FORMAT!r}")

@@ -173,6 +173,22 @@ class FacePipeline:
         """Bytes per image of the generator's largest float32 feature map, or None (unknown layout)."""
         return self.generator.largest_feature_bytes()
 
+    @property
+    def checks_faces(self) -> bool:
+        """Whether frames reach the embedder through detected landmarks, so whether a frame holds a face can be
+        asked (:meth:`faces_found`); fixed-crop families take every frame as a face."""
+        return isinstance(self.crop, LandmarkAlignment)
+
+    def faces_found(self, w: torch.Tensor, batch: int = 64) -> torch.Tensor:
+        """bool [N] on w's device: whether the landmark detector finds a face in each latent's 8-bit frame."""
+        if not isinstance(self.crop, LandmarkAlignment):
+            raise ValueError("faces_found needs a landmark-aligned pipeline (crop 'landmarks')")
+        found = []
+        with torch.no_grad():
+            for lo, hi in batches(w.shape[0], batch):
+                found.append(torch.from_numpy(self.crop.landmarks(self.images(w[lo:hi]))[1]))
+        return torch.cat(found).to(w.device)
+
     def crops(self, images: torch.Tensor) -> torch.Tensor:
         """Recognition crops of generator frames (what the embedder sees)."""
         return prepare(images, self.input_size, self.crop)

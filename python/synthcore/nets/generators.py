@@ -22,6 +22,8 @@ A new family (EG3D next) adds a class here and an entry in :func:`as_generator` 
 algorithms only see this interface (``synthcore.identity.FacePipeline``).
 """
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Tuple, Union
@@ -280,6 +282,8 @@ class LandmarkAlignment:
         detect: the landmark function (default ``synthcore.align.face_landmarks.detect_landmarks``).
     """
 
+    CACHE_FRAMES = 65536  # ~10 MB of landmarks: every frame of two steps of a large run
+
     def __init__(
         self,
         detector: Any,
@@ -295,15 +299,29 @@ class LandmarkAlignment:
         self.fallback = None if fallback is None else np.asarray(fallback, dtype=np.float64).reshape(5, 2)
         self._detect = detect
         self.last_found: Optional[np.ndarray] = None
+        # Landmarks of recent 8-bit frames by content: the identity algorithms check each updated latent's frame
+        # for a face, and the next step's forward sees the same frame again; detection is the costly part.
+        self._recent: OrderedDict[bytes, Tuple[np.ndarray, bool]] = OrderedDict()
 
     def landmarks(self, images: torch.Tensor) -> Tuple[np.ndarray, np.ndarray]:
         """(landmarks [N, 5, 2] float64, found [N] bool) of frames [N, 3, H, W], without gradient."""
         detect = self._detect
         if detect is None:
             from synthcore.align.face_landmarks import detect_landmarks as detect
-        lm, found = detect(_to_pixels(images), self.detector, self.predictor, self.upsample)
-        lm = np.asarray(lm, dtype=np.float64).reshape(images.shape[0], 5, 2).copy()
-        found = np.asarray(found, dtype=bool).reshape(images.shape[0])
+        pixels = _to_pixels(images)
+        keys = [hashlib.blake2b(p.tobytes(), digest_size=16).digest() for p in pixels]
+        todo = [i for i, k in enumerate(keys) if k not in self._recent]
+        if todo:
+            lm_new, found_new = detect(pixels[todo], self.detector, self.predictor, self.upsample)
+            lm_new = np.asarray(lm_new, dtype=np.float64).reshape(len(todo), 5, 2)
+            for j, i in enumerate(todo):
+                self._recent[keys[i]] = (lm_new[j].copy(), bool(np.asarray(found_new).reshape(-1)[j]))
+        lm = np.stack([self._recent[k][0] for k in keys]).copy()
+        found = np.array([self._recent[k][1] for k in keys], dtype=bool)
+        for k in keys:
+            self._recent.move_to_end(k)
+        while len(self._recent) > self.CACHE_FRAMES:
+            self._recent.popitem(last=False)
         if not found.all():
             if self.fallback is None:
                 raise ValueError(f"no face found in {int((~found).sum())} of {found.size} frames")
