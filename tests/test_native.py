@@ -44,7 +44,7 @@ def test_raw_entry_points_validate_arguments():
         mod.upfirdn2d(x.half(), f, y.half(), 1, 1, 1, 1, 0, 0, 0, 0, False, 1.0, 1)
     with pytest.raises(TypeError, match="__dlpack__"):
         mod.upfirdn2d("not an array", f, y, 1, 1, 1, 1, 0, 0, 0, 0, False, 1.0, 1)
-    with pytest.raises(ValueError, match="up and down"):
+    with pytest.raises(ValueError, match="up_x must be between 1 and"):
         mod.upfirdn2d(x, f, y, 0, 1, 1, 1, 0, 0, 0, 0, False, 1.0, 1)
     with pytest.raises(ValueError, match="order"):
         mod.bias_act(x, None, x, torch.empty_like(x), 1, 2, 0.2, 1.0, -1.0, 3, 1)
