@@ -79,7 +79,7 @@ def test_errors_are_reported(tmp_path, checkpoint, capsys):
     (tmp_path / "empty").mkdir()
     base = ["embed", "--embedder", str(checkpoint), "--out", str(tmp_path / "o.h5")]
     assert main(base + ["--images", str(tmp_path / "empty")]) == 1
-    assert "no .png images" in capsys.readouterr().err
+    assert "no .png or .jpg images" in capsys.readouterr().err
     _images(tmp_path / "imgs", [112])
     assert main(base + ["--images", str(tmp_path / "imgs"), "--crop", "mtcnn"]) == 1
     assert "unknown --crop" in capsys.readouterr().err
@@ -110,3 +110,22 @@ def test_a_failed_write_keeps_the_old_output_and_leaves_no_temp(tmp_path, checkp
     monkeypatch.undo()
     assert out.read_bytes() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.h5", "imgs"]  # no temporary file left
+
+
+def test_embed_reads_jpeg_photos(tmp_path, checkpoint):
+    from PIL import Image
+
+    from synthcore import imageio
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (112, 112, 3), dtype=np.uint8)).save(folder / "a.jpg", quality=95)
+    out = tmp_path / "emb.h5"
+    assert main(["embed", "--embedder", str(checkpoint), "--images", str(folder), "--out", str(out), "--quiet"]) == 0
+    with h5py.File(out) as f:
+        assert [p.decode() for p in f["path"][:]] == ["a.jpg"]
+        emb = f["embedding"][:]
+    with torch.no_grad():
+        want = embed(from_uint8(imageio.read_image(folder / "a.jpg")[None]), load_embedder(checkpoint), normalize=False)
+    np.testing.assert_allclose(emb, want.numpy(), rtol=1e-4, atol=1e-4)

@@ -152,3 +152,23 @@ def test_repel_embeddings_file(models, tmp_path, capsys):
     assert np.isfinite(stats["ext_dist_min"]).all()
     assert main(_args(models, tmp_path / "c", *common, "--repel-embeddings", str(tmp_path / "missing.h5"))) == 1
     assert "not found" in capsys.readouterr().err
+
+
+def test_step_settings_follow_the_generator_family_unless_given():
+    """The DCGAN's latent space needs its own adaptive step and Dispersion radius; a user's value always wins."""
+    from synthcore.cli.main import build_parser
+    from synthcore.cli.references import langevin_config
+    from synthcore.cli.variations import dispersion_config
+    from synthcore.nets.generators import DCGANFamily, StyleGAN2Family
+
+    parser = build_parser()
+    base = ["--outdir", "o", "--network", "n", "--embedder", "e"]
+    args = parser.parse_args(["references", *base])
+    assert langevin_config(args, family=DCGANFamily).tau == 0.05
+    assert langevin_config(args, family=StyleGAN2Family).tau == 0.3  # the published value
+    assert langevin_config(parser.parse_args(["references", *base, "--tau", "0.2"]), family=DCGANFamily).tau == 0.2
+    args = parser.parse_args(["variations", "--outdir", "o"])
+    assert dispersion_config(args, family=DCGANFamily).r_w == 4.0
+    assert dispersion_config(args).r_w == 12.0
+    args = parser.parse_args(["variations", "--outdir", "o", "--latent-radius", "7"])
+    assert dispersion_config(args, family=DCGANFamily).r_w == 7.0

@@ -23,6 +23,7 @@ from synthcore.cli.toolkit import (
 )
 
 FORMAT = "synthcore.embeddings/1"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what --images reads (Pillow); face sets and photos come as JPEG
 
 
 def add_parser(sub) -> None:
@@ -32,7 +33,7 @@ def add_parser(sub) -> None:
         required=True,
         help="checkpoint (insightface .pth, AdaFace .ckpt, evoLVe .pth, ...) or an installed model's name",
     )
-    p.add_argument("--images", required=True, help="folder of .png images (searched recursively)")
+    p.add_argument("--images", required=True, help="folder of .png / .jpg images (searched recursively)")
     p.add_argument("--out", required=True, help="HDF5 file to write")
     p.add_argument(
         "--crop",
@@ -58,9 +59,9 @@ def add_parser(sub) -> None:
 def list_images(folder: Path) -> List[Path]:
     if not folder.is_dir():
         raise UserError(f"--images {folder}: no such folder")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".png" and p.is_file())
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not paths:
-        raise UserError(f"--images {folder}: no .png images under it")
+        raise UserError(f"--images {folder}: no .png or .jpg images under it")
     return paths
 
 
@@ -70,7 +71,7 @@ def _embed_batch(paths: List[Path], root: Path, embedder, crop, flip: bool, devi
     from synthcore import imageio
     from synthcore.embedding import embed, from_uint8
 
-    pixels = [imageio.to_rgb(imageio.read_png(p)) for p in paths]
+    pixels = [imageio.read_image(p) for p in paths]
     # Images of one size are embedded together; a folder may mix sizes.
     groups: Dict[tuple, List[int]] = {}
     for i, px in enumerate(pixels):

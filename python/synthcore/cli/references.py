@@ -46,7 +46,13 @@ def add_parser(sub) -> None:
         default=None,
         help="a fixed time step, or adaptive: tau * mu * (closest latent pair) / (largest force) (default: adaptive)",
     )
-    g.add_argument("--tau", type=finite_float, default=0.3, help="adaptive step: largest move / closest latent pair")
+    g.add_argument(
+        "--tau",
+        type=finite_float,
+        default=None,
+        help="adaptive step: largest move / closest latent pair (default: 0.3, the published value; the generator "
+        "family's where it has its own: 0.05 for the DCGAN)",
+    )
     g.add_argument("--viscosity", type=finite_float, default=1.0, help="mu: the step divides the forces by it")
     g.add_argument(
         "--noise", type=finite_float, default=0.01, help="eta: random force scale (noise sqrt(dt)/mu eta xi)"
@@ -126,13 +132,16 @@ def _written_by_this_stage(path) -> bool:
         return False
 
 
-def langevin_config(args, metric=None):
+def langevin_config(args, metric=None, family=None):
     """The Langevin settings of ``args``; r0 and ict default to ``metric``'s (the embedder's identity metric,
-    ``synthcore.identity.metric``; ArcFace-type until the embedder is loaded)."""
+    ``synthcore.identity.metric``; ArcFace-type until the embedder is loaded), tau to the generator ``family``'s
+    ``langevin_defaults`` where it has one, else the published value."""
     from synthcore.identity import LangevinConfig
     from synthcore.identity.metric import identity_metric
 
     m = identity_metric(None) if metric is None else metric
+    own = getattr(family, "langevin_defaults", {})
+    tau = args.tau if args.tau is not None else own.get("tau", LangevinConfig.tau)
     return LangevinConfig(
         metric=m.metric,
         num_identities=args.num_identities,
@@ -140,7 +149,7 @@ def langevin_config(args, metric=None):
         k=args.repulsion_strength,
         r0=m.r0 if args.repulsion_radius is None else args.repulsion_radius,
         dt=args.timestep,
-        tau=args.tau,
+        tau=tau,
         mu=args.viscosity,
         eta=args.noise,
         k_l=args.latent_force,
@@ -184,7 +193,7 @@ def run(args) -> int:
             metric = pipe.identity_metric  # r0, ict and the distance follow the embedder
             ict = metric.ict if args.ict is None else args.ict
             if args.algorithm == "langevin":
-                cfg = langevin_config(args, metric)
+                cfg = langevin_config(args, metric, pipe.generator)
                 external = None
                 if args.repel_embeddings is not None:
                     external = torch.from_numpy(read_embeddings_file(args.repel_embeddings))

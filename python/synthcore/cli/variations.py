@@ -44,7 +44,13 @@ def add_parser(sub) -> None:
         "--embedding-force", type=finite_float, default=d.k_e, help="k_e: pull back to the reference embedding"
     )
     g.add_argument("--latent-repulsion", type=finite_float, default=d.k_w, help="k_w: repulsion among variations in W")
-    g.add_argument("--latent-radius", type=finite_float, default=d.r_w, help="r_w: W-space L2 radius of that repulsion")
+    g.add_argument(
+        "--latent-radius",
+        type=finite_float,
+        default=None,
+        help=f"r_w: W-space L2 radius of that repulsion (default: {d.r_w:g}, the published value for StyleGAN2's W; "
+        "the generator family's where it has its own: 4 for the DCGAN)",
+    )
     g.add_argument("--global-force", type=finite_float, default=d.k_g, help="k_g: harmonic pull towards w_avg")
     g.add_argument(
         "--noise",
@@ -84,20 +90,23 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def dispersion_config(args, metric=None):
+def dispersion_config(args, metric=None, family=None):
     """The Dispersion settings of ``args``; the identity distance and ict follow ``metric`` (the embedder's,
-    ``synthcore.identity.metric``; ArcFace-type until the embedder is loaded)."""
+    ``synthcore.identity.metric``; ArcFace-type until the embedder is loaded), r_w the generator ``family``'s
+    ``dispersion_defaults`` where it has one, else the published value."""
     from synthcore.identity.dispersion import DispersionConfig
     from synthcore.identity.metric import identity_metric
 
     m = identity_metric(None) if metric is None else metric
+    own = getattr(family, "dispersion_defaults", {})
+    r_w = args.latent_radius if args.latent_radius is not None else own.get("r_w", DispersionConfig.r_w)
     return DispersionConfig(
         metric=m.metric,
         num_variations=args.num_variations,
         iterations=args.iterations,
         k_e=args.embedding_force,
         k_w=args.latent_repulsion,
-        r_w=args.latent_radius,
+        r_w=r_w,
         k_g=args.global_force,
         eta=args.noise,
         mu=args.viscosity,
@@ -164,7 +173,7 @@ def run(args) -> int:
                 "embedder", args.embedder, attrs["embedder"], attrs["embedder_sha256"], args.ignore_hash
             )
             pipe, G, dev = load_pipeline(args, network, embedder)
-            cfg = dispersion_config(args, pipe.identity_metric)  # the distance and ict follow the embedder
+            cfg = dispersion_config(args, pipe.identity_metric, pipe.generator)  # distance, ict: the embedder's
             impl = impl_of(args)
             ids = torch.from_numpy(data["identity"][ref].astype(np.int64))
             w_ref = torch.from_numpy(data["w"][ref])
