@@ -158,3 +158,31 @@ def test_similarity_histograms_exact_counts_and_subsample(tmp_path):
         assert h["intra"]["pairs"] == 0 and math.isnan(h["intra"]["mean"])
         sub = similarity_histograms(c, max_identities=3, seed=0)
         assert sub["inter"]["pairs"] == 3 and sub["inter"]["identities"] == 3 and sub["inter"]["of_identities"] == 7
+
+
+def test_euclidean_runs_get_distance_histograms(tmp_path):
+    """A run whose embedder compares by distance (dlib, threshold 0.6) is plotted in that metric, every pair counted."""
+    g = np.random.default_rng(2)
+    e = (g.standard_normal((6, 5)) * 0.3).astype(np.float32)
+    with SampleCollection.create(tmp_path / "samples.h5", w_dim=1, embedding_dim=5) as c:
+        c.append(np.arange(6), "reference", w=np.zeros((6, 1), np.float32), embedding=e)
+    with SampleCollection.open(tmp_path / "samples.h5") as c:
+        h = similarity_histograms(c, bins=8, metric="euclidean")
+    d = np.linalg.norm(e[:, None] - e[None], axis=2)[np.triu_indices(6, 1)]
+    hi = 2 * np.linalg.norm(e, axis=1).max()
+    assert h["inter"]["edges"][0] == 0 and math.isclose(h["inter"]["edges"][-1], hi, rel_tol=1e-6)
+    assert h["inter"]["counts"].tolist() == np.histogram(d, bins=8, range=(0, hi))[0].tolist()
+    assert math.isclose(h["inter"]["mean"], float(d.mean()), rel_tol=1e-5) and h["inter"]["metric"] == "euclidean"
+    # plot_run takes the metric and threshold from the run's statistics
+    write_stats(tmp_path / "stats.h5", [{"dist_min": 0.5}], attrs={"algorithm": "langevin", "metric": "l2", "ict": 0.6})
+    plot_run(tmp_path)
+    summary = json.loads((tmp_path / "plots" / "similarity.json").read_text())
+    assert summary["inter"]["metric"] == "euclidean" and summary["inter"]["pairs"] == 15
+    fig = similarity_figure(h, ["inter"], density=False, threshold=0.6)
+    assert "Euclidean distance" in _texts(fig) and "threshold 0.6" in _caption(fig)
+    fig = stats_figure(np.arange(2.0), {"dist_min": np.array([0.4, 0.5])}, "Embedding angles", "angle (rad)", "s",
+                       info={"metric": "l2", "ict": 0.6})  # fmt: skip
+    assert "Embedding distances" in _texts(fig)[0] or "Embedding distances" in "".join(_texts(fig))
+    assert "Euclidean distance" in _texts(fig) and "degrees" not in " ".join(_texts(fig))
+    with pytest.raises(ValueError, match="metric"):
+        similarity_histograms(SampleCollection.open(tmp_path / "samples.h5"), metric="manhattan")

@@ -4,7 +4,8 @@
 * every ``stats*.h5``: line charts of its statistics against the iteration (``stats_angles.png`` shows the
   minimum, mean and maximum inter-identity angle; it should rise over Langevin iterations); each chart's caption
   explains the statistics on it;
-* ``samples.h5``: histograms of inter-identity and intra-identity cosine similarity of the embeddings
+* ``samples.h5``: histograms of inter-identity and intra-identity cosine similarity of the embeddings (Euclidean
+  distance for runs whose embedder compares by distance, like dlib's)
   (``similarity*.png``, numbers in ``similarity.json``). A collection without embeddings gets them computed
   (not stored) from ``--network`` and ``--embedder``.
 
@@ -123,7 +124,12 @@ def run(args) -> int:
 
             s = json.loads(sim.read_text())
             for k in ("inter", "intra"):
-                if s[k]["pairs"]:
+                if s[k]["pairs"] and s[k].get("metric") == "euclidean":
+                    print(
+                        f"{k}-identity distance: mean {s[k]['mean']:.3f}, min {s[k]['min']:.3f}, "
+                        f"max {s[k]['max']:.3f} over {s[k]['pairs']} pairs"
+                    )
+                elif s[k]["pairs"]:
                     deg = math.degrees(math.acos(max(-1.0, min(1.0, s[k]["max"] if k == "inter" else s[k]["min"]))))
                     what = "closest pair" if k == "inter" else "farthest pair"
                     print(

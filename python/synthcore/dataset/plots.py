@@ -310,8 +310,10 @@ def similarity_histograms(
     max_identities: int = 20000,
     seed: int = 0,
     block: int = 2048,
+    metric: str = "cosine",
 ) -> Dict[str, Dict[str, object]]:
-    """Histograms of inter- and intra-identity cosine similarity.
+    """Histograms of inter- and intra-identity cosine similarity, or (``metric="euclidean"``, for embedders whose
+    same-person test is a distance, like dlib's) Euclidean distance between the raw embeddings.
 
     ``embeddings``: [N, e] for the collection's rows (default: its ``embedding`` column). Returns
     ``{"inter": {...}, "intra": {...}}``, each with ``edges`` [bins+1], ``counts`` [bins], ``pairs``,
@@ -325,15 +327,25 @@ def similarity_histograms(
         embeddings = collection.read(columns=["embedding"])["embedding"]
     if len(embeddings) != len(identity):
         raise ValueError(f"got {len(embeddings)} embeddings for {len(identity)} samples")
-    e = torch.nn.functional.normalize(torch.as_tensor(np.asarray(embeddings), dtype=torch.float32), dim=1)
-    edges = torch.linspace(-1.0, 1.0, bins + 1, dtype=torch.float64)
+    if metric not in ("cosine", "euclidean"):
+        raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
+    e = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
+    if metric == "cosine":
+        e = torch.nn.functional.normalize(e, dim=1)
+        lo_edge, hi_edge = -1.0, 1.0
+    else:  # no distance exceeds twice the largest norm (triangle inequality): the bins cover every pair
+        lo_edge, hi_edge = 0.0, max(2.0 * float(e.norm(dim=1).max()) if len(e) else 1.0, 1e-6)
+    edges = torch.linspace(lo_edge, hi_edge, bins + 1, dtype=torch.float64)
     rng = np.random.default_rng(seed)
 
+    def pair_values(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a @ b.T if metric == "cosine" else torch.cdist(a.double(), b.double())
+
     def histogram(values: torch.Tensor, acc: Dict[str, object]) -> None:
-        v = values.double().clamp(-1.0, 1.0)
+        v = values.double().clamp(lo_edge, hi_edge)
         if v.numel() == 0:
             return
-        idx = ((v + 1.0) * (bins / 2.0)).floor().long().clamp(0, bins - 1)
+        idx = ((v - lo_edge) * (bins / (hi_edge - lo_edge))).floor().long().clamp(0, bins - 1)
         acc["counts"] += torch.bincount(idx, minlength=bins).numpy()
         acc["pairs"] += int(v.numel())
         acc["sum"] += float(v.sum())
@@ -351,9 +363,9 @@ def similarity_histograms(
         reps = np.sort(rng.choice(reps, size=max_identities, replace=False))
     r = e[torch.from_numpy(reps)]
     for lo in range(0, len(reps), block):
-        cos = r[lo : lo + block] @ r.T
-        rows = torch.arange(lo, lo + cos.shape[0])[:, None]
-        histogram(cos[torch.arange(len(reps))[None, :] > rows], inter)
+        vals = pair_values(r[lo : lo + block], r)
+        rows = torch.arange(lo, lo + vals.shape[0])[:, None]
+        histogram(vals[torch.arange(len(reps))[None, :] > rows], inter)
     inter["identities"] = int(len(reps))
     inter["of_identities"] = int(total_identities)
 
@@ -369,9 +381,9 @@ def similarity_histograms(
             continue
         multi += 1
         g = e[torch.from_numpy(order[s:t])]
-        cos = g @ g.T
+        vals = pair_values(g, g)
         iu = torch.triu_indices(t - s, t - s, offset=1)
-        histogram(cos[iu[0], iu[1]], intra)
+        histogram(vals[iu[0], iu[1]], intra)
     intra["identities"] = multi
     intra["of_identities"] = int(total_identities)
 
@@ -379,6 +391,7 @@ def similarity_histograms(
     for name, acc in (("inter", inter), ("intra", intra)):
         n = acc["pairs"]
         out[name] = {
+            "metric": metric,
             "edges": edges.numpy(),
             "counts": acc["counts"],
             "pairs": n,
@@ -406,11 +419,20 @@ _KIND_DOCS = {
 }
 
 
-def similarity_figure(hists: Dict[str, Dict[str, object]], kinds: Sequence[str], density: bool) -> Figure:
+def similarity_figure(
+    hists: Dict[str, Dict[str, object]], kinds: Sequence[str], density: bool, threshold: Optional[float] = None
+) -> Figure:
     """Histogram(s) of cosine similarity for ``kinds`` ("inter", "intra"): densities (areas 1, so kinds with
     different pair counts compare) or pair counts per bin; dashed lines at the means."""
     width = float(np.diff(hists[kinds[0]]["edges"])[0])
-    caption = ["Cosine similarity of the L2-normalised face embeddings of two samples (1: same direction)."]
+    euclidean = hists[kinds[0]].get("metric") == "euclidean"
+    quantity = "Euclidean distance" if euclidean else "cosine similarity"
+    if euclidean:
+        caption = ["Euclidean distance between the raw face descriptors of two samples (0: identical)."]
+        if threshold is not None:
+            caption.append(f"Dotted line: the recogniser's same-person threshold {threshold:g} (closer: same person).")
+    else:
+        caption = ["Cosine similarity of the L2-normalised face embeddings of two samples (1: same direction)."]
     for k in kinds:
         h = hists[k]
         sub = ""
@@ -418,7 +440,7 @@ def similarity_figure(hists: Dict[str, Dict[str, object]], kinds: Sequence[str],
             sub = f", a seeded subsample of {h['of_identities']}"
         caption.append(_KIND_DOCS[k].format(identities=h["identities"], subsample=sub))
     if density:
-        caption.append("Density: the fraction of pairs per unit of cosine similarity; each histogram's area is 1.")
+        caption.append(f"Density: the fraction of pairs per unit of {quantity}; each histogram's area is 1.")
     caption.append("Dashed lines: the means. Counts per bin in similarity.json.")
     with matplotlib.rc_context(_STYLE):
         fig, ax = _figure(caption)
@@ -435,14 +457,18 @@ def similarity_figure(hists: Dict[str, Dict[str, object]], kinds: Sequence[str],
             ax.axvline(h["mean"], color=colour, ls="--", lw=1.2)
         edges = np.asarray(hists[kinds[0]]["edges"], np.float64)
         nz = np.flatnonzero(used)
-        if nz.size:  # show the occupied range (with a margin), not the empty ends of [-1, 1]
-            ax.set_xlim(max(-1.0, edges[nz[0]] - 0.1), min(1.0, edges[nz[-1] + 1] + 0.1))
+        if nz.size:  # show the occupied range (with a margin), not the empty ends of the bins
+            margin = 0.05 * (edges[-1] - edges[0])
+            ax.set_xlim(max(edges[0], edges[nz[0]] - margin), min(edges[-1], edges[nz[-1] + 1] + margin))
+        if euclidean and threshold is not None:
+            ax.axvline(threshold, color="#000000", ls=":", lw=1.4)
         ax.set_ylim(bottom=0)
-        title = (
-            "Cosine similarity of embeddings" if len(kinds) > 1 else f"{_KIND_NAMES[kinds[0]].capitalize()} similarity"
-        )
+        if len(kinds) > 1:
+            title = f"{quantity.capitalize()} of embeddings"
+        else:
+            title = f"{_KIND_NAMES[kinds[0]].capitalize()} {'distance' if euclidean else 'similarity'}"
         ax.set_title(title, loc="left")
-        ax.set_xlabel("cosine similarity")
+        ax.set_xlabel(quantity)
         ax.set_ylabel("density" if density else f"pairs per bin (bin width {width:g})")
         if not density:
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -457,23 +483,28 @@ def plot_similarity_histograms(
     embeddings: Optional[np.ndarray] = None,
     max_identities: int = 20000,
     fmt: str = "png",
+    metric: str = "cosine",
+    threshold: Optional[float] = None,
 ) -> Dict[str, object]:
     """Write ``similarity.<fmt>`` (both histograms, as densities), ``similarity_inter.<fmt>``,
     ``similarity_intra.<fmt>`` (those with pairs) and ``similarity.json`` (counts and summary); return the summary
-    with the written ``paths``."""
+    with the written ``paths``. ``metric``: ``cosine`` or ``euclidean`` (``threshold``: the same-person distance,
+    drawn as a line)."""
     _check_format(fmt)
     outdir = Path(outdir)
     with SampleCollection.open(samples_path) as coll:
-        hists = similarity_histograms(coll, embeddings, max_identities=max_identities, seed=seed)
+        hists = similarity_histograms(coll, embeddings, max_identities=max_identities, seed=seed, metric=metric)
     paths: List[Path] = []
     present = [k for k in ("inter", "intra") if hists[k]["pairs"]]
     if present:
-        paths.append(save_figure(similarity_figure(hists, present, density=True), outdir / f"similarity.{fmt}", fmt))
+        fig = similarity_figure(hists, present, density=True, threshold=threshold)
+        paths.append(save_figure(fig, outdir / f"similarity.{fmt}", fmt))
     for k in present:
-        fig = similarity_figure(hists, [k], density=False)
+        fig = similarity_figure(hists, [k], density=False, threshold=threshold)
         paths.append(save_figure(fig, outdir / f"similarity_{k}.{fmt}", fmt))
     summary = {
         k: {
+            "metric": metric,
             "pairs": h["pairs"],
             "identities": h["identities"],
             "mean": h["mean"],
@@ -521,5 +552,21 @@ def plot_run(
         with SampleCollection.open(samples) as coll:
             has = "embedding" in coll.columns
         if has or embeddings is not None:
-            written += plot_similarity_histograms(samples, outdir, seed, embeddings, max_identities, fmt)["paths"]
+            metric, threshold = _run_metric(rundir)
+            written += plot_similarity_histograms(
+                samples, outdir, seed, embeddings, max_identities, fmt, metric, threshold
+            )["paths"]
     return written
+
+
+def _run_metric(rundir: Path) -> Tuple[str, Optional[float]]:
+    """How the run compared identities, from its reference statistics: ("euclidean", ict) for a distance metric
+    (dlib), else ("cosine", None) (ArcFace-type angles, and runs without statistics)."""
+    stats = rundir / "stats.h5"
+    if stats.is_file():
+        with StatsFile.open(stats) as s:
+            info = s.info
+        if info.get("metric") in ("l2", "euclidean"):
+            ict = info.get("ict")
+            return "euclidean", float(ict) if isinstance(ict, (int, float)) else None
+    return "cosine", None
