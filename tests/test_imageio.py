@@ -230,3 +230,13 @@ def test_huge_header_refused_before_decoding(side):
     data += _chunk(b"IEND", b"")
     with pytest.raises(ValueError, match=r"huge\.png: .*(pixels|bomb)"):
         imageio.decode_png(data, "huge.png")
+
+
+def test_to_uint8_batch_equals_per_image():
+    x = torch.rand(3, 3, 5, 4, generator=torch.Generator().manual_seed(0)) * 2.2 - 1.1
+    batch = imageio.to_uint8(x)
+    assert batch.shape == (3, 5, 4, 3) and batch.dtype == np.uint8
+    for i in range(3):
+        assert np.array_equal(batch[i], imageio.to_uint8(x[i]))
+    with pytest.raises(ValueError, match="N, C, H, W"):
+        imageio.to_uint8(x[0, 0])

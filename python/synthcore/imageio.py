@@ -82,11 +82,13 @@ def encode_png(image: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> b
 
 
 def to_uint8(image: torch.Tensor, lo: float = -1.0, hi: float = 1.0) -> np.ndarray:
-    """[C, H, W] float image with values in [lo, hi] to [H, W, C] uint8 (rounded, clipped)."""
-    if image.ndim != 3:
-        raise ValueError(f"to_uint8: expected [C, H, W], got {list(image.shape)}")
+    """[C, H, W] (or a batch [N, C, H, W]) float image with values in [lo, hi] to [H, W, C] (or [N, H, W, C])
+    uint8, rounded and clipped: the 8 bits a rendered image, a detector or a judge sees."""
+    if image.ndim not in (3, 4):
+        raise ValueError(f"to_uint8: expected [C, H, W] or [N, C, H, W], got {list(image.shape)}")
     scaled = (image.detach().float().cpu() - lo) * (255.0 / (hi - lo))
-    return scaled.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    pixels = scaled.round().clamp(0, 255).to(torch.uint8)
+    return pixels.permute(*range(image.ndim - 3), -2, -1, -3).contiguous().numpy()
 
 
 def write_png(

@@ -39,7 +39,7 @@ import torch
 from synthcore.align import CROP_PRESETS, fixed_crop
 from synthcore.dataset.collection import SampleCollection
 from synthcore.fileio import atomic_path
-from synthcore.imageio import write_png  # atomic, not durable: a rerun checks and rewrites images
+from synthcore.imageio import to_uint8, write_png  # PNGs: atomic, not durable (a rerun checks and rewrites)
 from synthcore.progress import Progress
 
 __all__ = ["RenderResult", "crop_name", "image_relpath", "noise_seed_for", "render_collection", "write_dataset_zip"]
@@ -187,9 +187,7 @@ def render_collection(
                     frames = _frames(generator, block, space, noise, impl, dev)
                     if crop not in (None, "none", "full"):
                         frames = fixed_crop(frames.float(), crop)
-                # One conversion per batch (the same arithmetic as imageio.to_uint8, elementwise).
-                pixels = (frames.float().cpu() + 1.0).mul(255.0 / 2.0).round().clamp(0, 255).to(torch.uint8)
-                pixels = pixels.permute(0, 2, 3, 1).numpy()
+                pixels = to_uint8(frames)  # one conversion per batch
                 # Bound the queue: at most two batches of PNGs in flight.
                 while len(pending) > 2 * batch:
                     pending.pop(0).result()

@@ -14,6 +14,9 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import torch
 
+from synthcore.embedding import from_uint8
+from synthcore.imageio import to_uint8
+
 __all__ = ["AlignedJudge", "JudgedImages", "confusable_pairs"]
 
 
@@ -36,8 +39,7 @@ def _to_uint8_frames(images: Union[torch.Tensor, np.ndarray]) -> np.ndarray:
     if isinstance(images, torch.Tensor) and images.is_floating_point():
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected float images [N, 3, H, W], got {list(images.shape)}")
-        pixels = ((images.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        return pixels.permute(0, 2, 3, 1).contiguous().numpy()
+        return to_uint8(images)
     frames = np.asarray(images)
     if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"expected uint8 images [N, H, W, 3], got {frames.dtype} {frames.shape}")
@@ -90,7 +92,7 @@ class AlignedJudge:
         rows = np.flatnonzero(found)
         for start in range(0, len(rows), self.batch):
             idx = rows[start : start + self.batch]
-            x = torch.from_numpy(frames[idx]).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+            x = from_uint8(frames[idx])
             t = chip_transform(torch.from_numpy(landmarks[idx]), self.chip_size, self.padding).float()
             chips = warp_to_chips(x, t, self.chip_size).to(device)
             d = self.embedder(chips).float().cpu().numpy()

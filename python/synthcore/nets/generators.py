@@ -269,12 +269,6 @@ def load_generator(
     return generator_files.load_generator(path, device=device, key=key)
 
 
-def _to_pixels(images: torch.Tensor) -> np.ndarray:
-    """[N, 3, H, W] float in [-1, 1] to [N, H, W, 3] uint8 (rounded, clipped): what a detector sees."""
-    px = (images.detach().float().cpu() + 1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
-    return px.permute(0, 2, 3, 1).contiguous().numpy()
-
-
 class LandmarkAlignment:
     """Frames to dlib chips through per-image detected landmarks: a ``crop`` for ``FacePipeline`` / ``prepare``.
 
@@ -319,7 +313,9 @@ class LandmarkAlignment:
         detect = self._detect
         if detect is None:
             from synthcore.align.face_landmarks import detect_landmarks as detect
-        pixels = _to_pixels(images)
+        from synthcore.imageio import to_uint8
+
+        pixels = to_uint8(images)  # what the detector sees
         keys = [hashlib.blake2b(p.tobytes(), digest_size=16).digest() for p in pixels]
         todo = [i for i, k in enumerate(keys) if k not in self._recent]
         if todo:
